@@ -1,0 +1,255 @@
+"""The model catalog (demo | hub | local) and the manager that loads a model once and shares it.
+
+A catalog name is what the UI, the REST API and metadata use. Local models are files and folders
+inside the models dir, named by their path relative to it; nothing outside that dir is ever read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.errors import StudioError
+from pipelines.runtime import RuntimeOptions, free_memory, place_pipeline, resolve_device, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    source: str  # "demo" | "hub" | "local"
+    location: str  # folder, .safetensors file, or hub id
+    width: int = 512
+    height: int = 512
+    steps: int = 25
+    cfg_scale: float = 7.0
+    sampler: str = "DPM++ 2M Karras"
+    description: str = ""
+
+    @property
+    def is_single_file(self) -> bool:
+        return self.location.endswith(".safetensors")
+
+
+SD15_DEFAULTS = dict(width=512, height=512, steps=25, cfg_scale=7.0, sampler="DPM++ 2M Karras")
+HUB_MODELS = [
+    ModelEntry("stable-diffusion-v1-5/stable-diffusion-v1-5", "hub",
+               "stable-diffusion-v1-5/stable-diffusion-v1-5", description="Stable Diffusion 1.5", **SD15_DEFAULTS),
+]
+
+
+def demo_entries(folder: Path = ASSETS_MODELS) -> list[ModelEntry]:
+    """Demo models shipped under assets/models, each described by its studio.json."""
+    entries = []
+    for card in sorted(folder.glob("*/studio.json")):
+        info = json.loads(card.read_text())
+        settings = {k: info[k] for k in ("width", "height", "steps", "cfg_scale", "sampler") if k in info}
+        entries.append(ModelEntry(info.get("name", card.parent.name), "demo", str(card.parent),
+                                  description=info.get("description", "built-in demo model"), **settings))
+    return entries
+
+
+@dataclass
+class Catalog:
+    models_dir: Path
+    demo_dir: Path = ASSETS_MODELS
+    hub_models: list[ModelEntry] = field(default_factory=lambda: list(HUB_MODELS))
+
+    def __post_init__(self):
+        self.models_dir = Path(self.models_dir).resolve()
+
+    def local_entries(self) -> list[ModelEntry]:
+        if not self.models_dir.is_dir():
+            return []
+        found = [p.parent for p in self.models_dir.glob("*/model_index.json")]
+        found += [p for p in self.models_dir.glob("*.safetensors")]
+        return [ModelEntry(p.relative_to(self.models_dir).as_posix(), "local", str(p), **SD15_DEFAULTS)
+                for p in sorted(found)]
+
+    def entries(self) -> list[ModelEntry]:
+        return demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries()]
+
+    def default(self, cuda: bool) -> tuple[ModelEntry, str]:
+        """The model to start on, and why (shown in the UI)."""
+        entries = self.entries()
+        if cuda:
+            for entry in self.hub_models:
+                if hub_model_is_cached(entry.location):
+                    return entry, "a CUDA GPU is present and this hub model is downloaded"
+        demos = [e for e in entries if e.source == "demo"]
+        if demos:
+            return demos[0], "built-in demo model (no GPU or no downloaded hub model)"
+        local = [e for e in entries if e.source == "local"]
+        if local:
+            return local[0], "first model found in the models dir"
+        raise StudioError("No model is available: the demo models are missing from assets/models "
+                          "and the models dir is empty.")
+
+    def resolve(self, name: str) -> ModelEntry:
+        """The entry for a catalog name, a path inside the models dir, or a hub id."""
+        name = (name or "").strip()
+        for entry in self.entries():
+            if entry.name == name:
+                return entry
+        if name.lower().endswith(PICKLE_SUFFIXES):
+            raise StudioError(f"'{name}' is a pickle checkpoint, which can run arbitrary code when loaded: "
+                              "convert it to .safetensors first.")
+        if name.endswith(".safetensors") or "\\" in name or name.startswith((".", "/")) or ".." in name:
+            return self._local_path(name)
+        if HUB_ID.match(name):
+            return ModelEntry(name, "hub", name, **SD15_DEFAULTS)
+        raise StudioError(f"Unknown model '{name}'. Available: {', '.join(self.names()) or 'none'}.")
+
+    def _local_path(self, name: str) -> ModelEntry:
+        path = (self.models_dir / name).resolve()
+        if not path.is_relative_to(self.models_dir):
+            raise StudioError(f"Model path '{name}' is outside the models dir ({self.models_dir}).")
+        if not path.exists():
+            raise StudioError(f"Model file '{name}' was not found in the models dir ({self.models_dir}).")
+        return ModelEntry(path.relative_to(self.models_dir).as_posix(), "local", str(path), **SD15_DEFAULTS)
+
+
+def hub_model_is_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+
+
+def check_safetensors(path: Path) -> None:
+    """Read a .safetensors header; a corrupt or truncated file is a clear error, not a crash later."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+    except Exception as error:  # noqa: BLE001 - any parse failure means the file is unusable
+        raise StudioError(f"'{path.name}' is not a valid .safetensors file ({error}).") from None
+    if not keys:
+        raise StudioError(f"'{path.name}' holds no tensors.")
+
+
+# Task → the diffusers auto class that builds that task's pipeline on the loaded components.
+AUTO_PIPELINES = {
+    "text2image": "AutoPipelineForText2Image",
+    "img2img": "AutoPipelineForImage2Image",
+    "inpaint": "AutoPipelineForInpainting",
+}
+
+
+class ModelManager:
+    """Loads one base model at a time and derives every task's pipeline from it with `from_pipe`."""
+
+    def __init__(self, catalog: Catalog, options: RuntimeOptions | None = None):
+        self.catalog = catalog
+        self.options = options or RuntimeOptions()
+        self.device = resolve_device(self.options.device)
+        self.dtype = resolve_dtype(self.options.precision, self.device)
+        self._lock = threading.RLock()
+        self._entry: ModelEntry | None = None
+        self._pipes: dict[str, object] = {}
+        self.base_scheduler_config = None
+        self.default_entry, self.default_reason = None, ""
+        try:
+            self.default_entry, self.default_reason = catalog.default(self.device.type == "cuda")
+        except StudioError as error:
+            self.default_reason = str(error)
+
+    @property
+    def loaded(self) -> ModelEntry | None:
+        return self._entry
+
+    def entry(self, name: str | None) -> ModelEntry:
+        if not name:
+            if self.default_entry is None:
+                raise StudioError(self.default_reason)
+            return self.default_entry
+        return self.catalog.resolve(name)
+
+    def pipeline(self, entry: ModelEntry, task: str = "text2image"):
+        """The pipeline for `task` on `entry`'s weights, loading the model only if it is not loaded."""
+        with self._lock:
+            if self._entry != entry:
+                self.unload()
+                self._pipes["text2image"] = self._load(entry)
+                self._entry = entry
+            if task not in self._pipes:
+                self._pipes[task] = _auto_class(task).from_pipe(self._pipes["text2image"])
+                self._pipes[task].set_progress_bar_config(disable=True)
+            return self._pipes[task]
+
+    def unload(self) -> None:
+        with self._lock:
+            self._pipes.clear()
+            self._entry = None
+            free_memory()
+
+    def _load(self, entry: ModelEntry):
+        log.info("Loading model %s from %s (%s)", entry.name, entry.location, entry.source)
+        try:
+            pipe = self._from_source(entry)
+        except StudioError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every load failure becomes one clear message
+            log.exception("Loading %s failed", entry.name)
+            raise StudioError(_load_failure_message(entry, error)) from None
+        pipe.set_progress_bar_config(disable=True)
+        self.base_scheduler_config = pipe.scheduler.config
+        return place_pipeline(pipe, self.options, self.device, self.dtype)
+
+    def _from_source(self, entry: ModelEntry):
+        import diffusers
+
+        common = {"dtype": self.dtype}
+        if entry.is_single_file:
+            path = Path(entry.location)
+            check_safetensors(path)
+            config = path.with_suffix("")  # a diffusers folder of the same name beside it, if any
+            extra = {"config": str(config), "local_files_only": True} if config.is_dir() else {}
+            return diffusers.StableDiffusionPipeline.from_single_file(str(path), **common, **extra)
+        kwargs = dict(common, use_safetensors=True)
+        if entry.source != "hub":
+            kwargs["local_files_only"] = True
+            if not Path(entry.location, "model_index.json").is_file():
+                raise StudioError(f"'{entry.name}' is not a diffusers folder (no model_index.json).")
+        if _has_safety_checker(entry):
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        return diffusers.DiffusionPipeline.from_pretrained(entry.location, **kwargs)
+
+
+def _auto_class(task: str):
+    import diffusers
+
+    if task not in AUTO_PIPELINES:
+        raise StudioError(f"Unknown task '{task}'.")
+    return getattr(diffusers, AUTO_PIPELINES[task])
+
+
+def _has_safety_checker(entry: ModelEntry) -> bool:
+    index = Path(entry.location, "model_index.json")
+    if entry.source == "hub":
+        return True  # hub SD checkpoints ship one; the studio does not run it (as A1111)
+    return index.is_file() and "safety_checker" in json.loads(index.read_text())
+
+
+def _load_failure_message(entry: ModelEntry, error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if entry.source == "hub" and ("offline" in text.lower() or "connect" in text.lower()
+                                  or "cannot find" in text.lower() or "local_files_only" in text.lower()):
+        return (f"Hub model '{entry.name}' is not downloaded and the hub cannot be reached: connect once to "
+                "download it, or pick a demo or local model.")
+    if "safetensors" in text.lower() and "not found" in text.lower():
+        return f"'{entry.name}' has no .safetensors weights (pickle weights are refused): convert it first."
+    return f"Could not load model '{entry.name}': {text}"
+

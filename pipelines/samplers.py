@@ -1,0 +1,57 @@
+"""A1111 sampler names → diffusers schedulers, built from the loaded model's own scheduler config."""
+
+from __future__ import annotations
+
+import inspect
+
+import diffusers
+
+from pipelines.errors import StudioError
+
+KARRAS = {"use_karras_sigmas": True}
+
+# name: (diffusers scheduler class name, extra config)  — the table in diffusers' scheduler docs.
+SAMPLERS: dict[str, tuple[str, dict]] = {
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "LMS Karras": ("LMSDiscreteScheduler", KARRAS),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", KARRAS),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DPM++ 2M SDE Karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", **KARRAS}),
+    "DPM++ SDE": ("DPMSolverSDEScheduler", {}),
+    "DPM++ SDE Karras": ("DPMSolverSDEScheduler", KARRAS),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 Karras": ("KDPM2DiscreteScheduler", KARRAS),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "DDPM": ("DDPMScheduler", {}),
+    "PNDM": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+    "DEIS": ("DEISMultistepScheduler", {}),
+    "LCM": ("LCMScheduler", {}),
+}
+# Flow-matching models (SD3, Flux) only work with flow-matching schedulers.
+FLOW_SAMPLERS: dict[str, tuple[str, dict]] = {
+    "Euler (flow)": ("FlowMatchEulerDiscreteScheduler", {}),
+}
+
+
+def sampler_names() -> list[str]:
+    return list(SAMPLERS)
+
+
+def build_scheduler(name: str, base_config, seed: int | None = None):
+    """A new scheduler for sampler `name`, keeping the model's betas, prediction type and spacing."""
+    table = {**SAMPLERS, **FLOW_SAMPLERS}
+    if name not in table:
+        raise StudioError(f"Unknown sampler '{name}'. Choose one of: {', '.join(table)}.")
+    class_name, extra = table[name]
+    cls = getattr(diffusers, class_name)
+    overrides = dict(extra)
+    if seed is not None and "noise_sampler_seed" in inspect.signature(cls.__init__).parameters:
+        overrides["noise_sampler_seed"] = seed  # SDE samplers draw their own noise: seed it too
+    return cls.from_config(base_config, **overrides)
+

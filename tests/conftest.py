@@ -1,0 +1,33 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # the hub is unreachable here and in CI: never try it
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tiny_models import save_tiny_sd  # noqa: E402
+
+TINY = "tiny-sd"
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """A models dir holding a tiny random SD 1.x-style diffusers folder named `tiny-sd`."""
+    folder = tmp_path_factory.mktemp("models")
+    save_tiny_sd(folder / TINY)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def engine(models_dir, tmp_path_factory):
+    from pipelines.engine import Engine
+
+    return Engine(models_dir, tmp_path_factory.mktemp("outputs"))

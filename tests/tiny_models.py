@@ -1,0 +1,60 @@
+"""Tiny randomly initialised diffusers components, like diffusers' own `get_dummy_components`."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+
+
+def tiny_tokenizer(max_length: int = 32):
+    from transformers import CLIPTokenizer
+
+    chars = list(string.ascii_lowercase + string.digits + ".,:;!?'-")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in chars:
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
+def tiny_text_encoder(vocab_size: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    config = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
+                            num_attention_heads=4, num_hidden_layers=2, vocab_size=vocab_size,
+                            max_position_embeddings=32, layer_norm_eps=1e-5)
+    return CLIPTextModel(config)
+
+
+def tiny_sd_components(in_channels: int = 4) -> dict:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=in_channels,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, norm_num_groups=16,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(16, 32), in_channels=3, out_channels=3, norm_num_groups=16,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), latent_channels=4, sample_size=32,
+    )
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False)
+    tokenizer = tiny_tokenizer()
+    return dict(unet=unet, vae=vae, scheduler=scheduler, tokenizer=tokenizer,
+                text_encoder=tiny_text_encoder(len(tokenizer)), safety_checker=None,
+                feature_extractor=None, image_encoder=None)
+
+
+def save_tiny_sd(folder: Path) -> Path:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(**tiny_sd_components(), requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
