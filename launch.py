@@ -39,6 +39,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def bind_host(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The address to bind, and a warning when it is reachable from the network without --auth."""
+    host = "0.0.0.0" if args.listen else args.host
+    if host not in ("127.0.0.1", "localhost", "::1") and not args.auth:
+        return host, f"Listening on {host} without --auth: anyone on your network can use the studio."
+    return host, None
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -48,9 +56,9 @@ def main(argv=None) -> None:
     from pipelines.runtime import RuntimeOptions
     from studio.app import build_app, launch_options
 
-    host = "0.0.0.0" if args.listen else args.host
-    if host not in ("127.0.0.1", "localhost", "::1") and not args.auth:
-        log.warning("Listening on %s without --auth: anyone on your network can use the studio.", host)
+    host, warning = bind_host(args)
+    if warning:
+        log.warning(warning)
     try:
         options = RuntimeOptions(device=args.device, precision=args.precision,
                                  attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
