@@ -31,9 +31,9 @@ def build(engine) -> None:
                                     info=manager.default_reason)
                 with gr.Row():
                     width = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default.width if default else 512,
-                                      label="Width")
+                                      label="Width", elem_id="txt2img_width")
                     height = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default.height if default else 512,
-                                       label="Height")
+                                       label="Height", elem_id="txt2img_height")
                 seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id="txt2img_seed")
                 with gr.Accordion("Advanced", open=False):
                     sampler = gr.Dropdown(sampler_names(), value=default.sampler if default else "Euler a",
