@@ -54,6 +54,7 @@ def main(argv=None) -> None:
     from pipelines.engine import Engine
     from pipelines.errors import StudioError
     from pipelines.runtime import RuntimeOptions
+    from studio.api import register_api
     from studio.app import build_app, launch_options
 
     host, warning = bind_host(args)
@@ -69,7 +70,10 @@ def main(argv=None) -> None:
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     app = build_app(engine)
     app.queue(max_size=64)
-    app.launch(server_name=host, server_port=args.port, auth=auth, **launch_options(engine))
+    server, _, _ = app.launch(server_name=host, server_port=args.port, auth=auth, prevent_thread_lock=True,
+                              **launch_options(engine))
+    register_api(server, engine, auth)
+    app.block_thread()
 
 
 if __name__ == "__main__":
