@@ -49,13 +49,17 @@ HUB_MODELS = [
 
 def demo_entries(folder: Path = ASSETS_MODELS) -> list[ModelEntry]:
     """Demo models shipped under assets/models, each described by its studio.json."""
-    entries = []
-    for card in sorted(folder.glob("*/studio.json")):
-        info = json.loads(card.read_text())
-        settings = {k: info[k] for k in ("width", "height", "steps", "cfg_scale", "sampler") if k in info}
-        entries.append(ModelEntry(info.get("name", card.parent.name), "demo", str(card.parent),
-                                  description=info.get("description", "built-in demo model"), **settings))
-    return entries
+    return [entry_for_folder(card.parent, "demo") for card in sorted(folder.glob("*/studio.json"))]
+
+
+def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelEntry:
+    """A catalog entry for a model folder or file; a studio.json beside the weights sets its defaults."""
+    card = path / "studio.json"
+    info = json.loads(card.read_text()) if card.is_file() else {}
+    settings = {**SD15_DEFAULTS, **{k: info[k] for k in SD15_DEFAULTS if k in info}}
+    return ModelEntry(name or info.get("name", path.name), source, str(path),
+                      description=info.get("description", "built-in demo model" if source == "demo" else ""),
+                      **settings)
 
 
 @dataclass
@@ -72,8 +76,7 @@ class Catalog:
             return []
         found = [p.parent for p in self.models_dir.glob("*/model_index.json")]
         found += [p for p in self.models_dir.glob("*.safetensors")]
-        return [ModelEntry(p.relative_to(self.models_dir).as_posix(), "local", str(p), **SD15_DEFAULTS)
-                for p in sorted(found)]
+        return [entry_for_folder(p, "local", p.relative_to(self.models_dir).as_posix()) for p in sorted(found)]
 
     def entries(self) -> list[ModelEntry]:
         return demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
@@ -118,7 +121,7 @@ class Catalog:
             raise StudioError(f"Model path '{name}' is outside the models dir ({self.models_dir}).")
         if not path.exists():
             raise StudioError(f"Model file '{name}' was not found in the models dir ({self.models_dir}).")
-        return ModelEntry(path.relative_to(self.models_dir).as_posix(), "local", str(path), **SD15_DEFAULTS)
+        return entry_for_folder(path, "local", path.relative_to(self.models_dir).as_posix())
 
 
 def hub_model_is_cached(repo_id: str) -> bool:

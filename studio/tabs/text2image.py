@@ -26,9 +26,11 @@ def build(engine) -> None:
                 stop = gr.Button("Stop", variant="stop", elem_id="txt2img_stop")
         with gr.Row():
             with gr.Column(scale=2):
-                model = gr.Dropdown(manager.catalog.names(), value=default.name if default else None,
-                                    label="Model", allow_custom_value=True, elem_id="txt2img_model",
-                                    info=manager.default_reason)
+                with gr.Row(equal_height=True):
+                    model = gr.Dropdown(manager.catalog.names(), value=default.name if default else None,
+                                        label="Model", allow_custom_value=True, elem_id="txt2img_model",
+                                        info=manager.default_reason, scale=5)
+                    refresh = gr.Button("↻", scale=0, min_width=44, elem_id="txt2img_refresh_models")
                 with gr.Row():
                     width = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default.width if default else 512,
                                       label="Width", elem_id="txt2img_width")
@@ -91,6 +93,7 @@ def build(engine) -> None:
         return texts[evt.index] if evt.index < len(texts) else ""
 
     stop.click(stop_jobs, None, None, api_name="stop", queue=False)
+    refresh.click(lambda: gr.update(choices=manager.catalog.names()), None, model, api_visibility="private")
     model.change(use_model_defaults, model, [sampler, steps, cfg, width, height], api_visibility="private")
     gallery.select(show_info, [infos], info, api_visibility="private")
 
