@@ -185,10 +185,13 @@ class ModelManager:
         with self._lock:
             if self._entry != entry:
                 self.unload()
-                self._pipes["text2image"] = self._load(entry)
+                self._pipes["base"] = self._load(entry)
                 self._entry = entry
+            base = self._pipes["base"]
+            if task != "inpaint" and is_inpainting_model(base):
+                raise StudioError(f"'{entry.name}' is a dedicated inpainting model: use it in the Inpaint tab.")
             if task not in self._pipes:
-                self._pipes[task] = _auto_class(task).from_pipe(self._pipes["text2image"])
+                self._pipes[task] = _auto_class(task).from_pipe(base)
                 self._pipes[task].set_progress_bar_config(disable=True)
             return self._pipes[task]
 
@@ -229,6 +232,12 @@ class ModelManager:
         if _has_safety_checker(entry):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         return diffusers.DiffusionPipeline.from_pretrained(entry.location, **kwargs)
+
+
+def is_inpainting_model(pipe) -> bool:
+    """A 9-channel UNet (latents + mask + masked-image latents), as in the SD inpainting checkpoints."""
+    unet = getattr(pipe, "unet", None)
+    return unet is not None and unet.config.in_channels == 9
 
 
 def _auto_class(task: str):

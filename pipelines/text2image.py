@@ -6,15 +6,14 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image
 
 from pipelines import metadata
-from pipelines.errors import JobCancelled, StudioError
+from pipelines.denoise import decode_to_pil, denoise
+from pipelines.errors import StudioError
 from pipelines.images import to_rgb
 from pipelines.models import ModelEntry, ModelManager
-from pipelines.runtime import decode_latents, run_with_oom_retry
-from pipelines.samplers import SAMPLERS, build_scheduler
+from pipelines.samplers import SAMPLERS
 
 VERSION = "Diffusion Studio 0.1"
 MIN_SIZE, MAX_SIZE = 64, 2048
@@ -80,7 +79,7 @@ def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
         cfg_scale=entry.cfg_scale if request.cfg_scale is None else float(request.cfg_scale),
         width=entry.width if width is None else int(width),
         height=entry.height if height is None else int(height),
-        seed=random.randint(0, MAX_SEED) if request.seed is None or int(request.seed) == -1 else int(request.seed),
+        seed=resolve_seed(request.seed),
         init_image=init,
     )
     validate(request, settings)
@@ -90,23 +89,44 @@ def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
 def validate(request: Text2ImageRequest, s: Settings) -> None:
     if not isinstance(request.prompt, str) or not isinstance(request.negative_prompt, str):
         raise StudioError("The prompt and negative prompt must be text.")
-    for name, value in (("Width", s.width), ("Height", s.height)):
+    validate_size(s.width, s.height)
+    validate_sampling(s.sampler, s.steps, s.cfg_scale, s.seed)
+    validate_batch(request.batch_size, request.batch_count)
+    if s.init_image is not None:
+        validate_strength(request.strength)
+
+
+def validate_size(width: int, height: int) -> None:
+    for name, value in (("Width", width), ("Height", height)):
         if value % 8 or not MIN_SIZE <= value <= MAX_SIZE:
             raise StudioError(f"{name} must be a multiple of 8 between {MIN_SIZE} and {MAX_SIZE} (got {value}).")
-    if not 1 <= s.steps <= MAX_STEPS:
-        raise StudioError(f"Steps must be between 1 and {MAX_STEPS} (got {s.steps}).")
-    if not 0 <= s.cfg_scale <= MAX_CFG or np.isnan(s.cfg_scale):
-        raise StudioError(f"CFG scale must be between 0 and {MAX_CFG:g} (got {s.cfg_scale:g}).")
-    if s.sampler not in SAMPLERS:
-        raise StudioError(f"Unknown sampler '{s.sampler}'. Choose one of: {', '.join(SAMPLERS)}.")
-    if not 0 <= s.seed <= MAX_SEED:
-        raise StudioError(f"Seed must be -1 (random) or between 0 and {MAX_SEED} (got {s.seed}).")
-    if not 1 <= request.batch_size <= MAX_BATCH_SIZE:
-        raise StudioError(f"Batch size must be between 1 and {MAX_BATCH_SIZE} (got {request.batch_size}).")
-    if not 1 <= request.batch_count <= MAX_BATCH_COUNT:
-        raise StudioError(f"Batch count must be between 1 and {MAX_BATCH_COUNT} (got {request.batch_count}).")
-    if s.init_image is not None and not 0 < request.strength <= 1:
-        raise StudioError(f"Denoising strength must be above 0 and at most 1 (got {request.strength:g}).")
+
+
+def validate_sampling(sampler: str, steps: int, cfg_scale: float, seed: int) -> None:
+    if not 1 <= steps <= MAX_STEPS:
+        raise StudioError(f"Steps must be between 1 and {MAX_STEPS} (got {steps}).")
+    if not 0 <= cfg_scale <= MAX_CFG or np.isnan(cfg_scale):
+        raise StudioError(f"CFG scale must be between 0 and {MAX_CFG:g} (got {cfg_scale:g}).")
+    if sampler not in SAMPLERS:
+        raise StudioError(f"Unknown sampler '{sampler}'. Choose one of: {', '.join(SAMPLERS)}.")
+    if not 0 <= seed <= MAX_SEED:
+        raise StudioError(f"Seed must be -1 (random) or between 0 and {MAX_SEED} (got {seed}).")
+
+
+def validate_batch(batch_size: int, batch_count: int = 1) -> None:
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise StudioError(f"Batch size must be between 1 and {MAX_BATCH_SIZE} (got {batch_size}).")
+    if not 1 <= batch_count <= MAX_BATCH_COUNT:
+        raise StudioError(f"Batch count must be between 1 and {MAX_BATCH_COUNT} (got {batch_count}).")
+
+
+def validate_strength(strength: float) -> None:
+    if not 0 < strength <= 1:
+        raise StudioError(f"Denoising strength must be above 0 and at most 1 (got {strength:g}).")
+
+
+def resolve_seed(seed: int | None) -> int:
+    return random.randint(0, MAX_SEED) if seed is None or int(seed) == -1 else int(seed)
 
 
 def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2ImageResult:
@@ -118,38 +138,19 @@ def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2Ima
     images: list[GeneratedImage] = []
     for batch in range(request.batch_count):
         seeds = [s.seed + batch * request.batch_size + i for i in range(request.batch_size)]
-        latents = _denoise(pipe, request, s, seeds, manager, progress, batch)
-        pixels = decode_latents(pipe.vae, latents)
-        for seed, array in zip(seeds, pixels):
-            images.append(GeneratedImage(_to_pil(array), seed, parameters_text(request, s, seed)))
+        latents = denoise(pipe, manager, s.sampler, seeds, progress, batch, request.batch_count,
+                          **pipeline_args(request, s))
+        for seed, image in zip(seeds, decode_to_pil(pipe.vae, latents)):
+            images.append(GeneratedImage(image, seed, parameters_text(request, s, seed)))
     return Text2ImageResult(images, warnings)
 
 
-def _denoise(pipe, request: Text2ImageRequest, s: Settings, seeds, manager, progress, batch: int):
-    pipe.scheduler = build_scheduler(s.sampler, manager.base_scheduler_config, seed=seeds[0])
-
-    def on_step(p, step, timestep, tensors):
-        per_batch = p.num_timesteps
-        progress.report(batch * per_batch + step + 1, request.batch_count * per_batch)
-        if progress.cancelled:
-            p._interrupt = True  # diffusers skips every remaining step
-        return tensors
-
-    args = dict(
-        prompt=request.prompt, negative_prompt=request.negative_prompt or None,
-        num_inference_steps=s.steps, guidance_scale=s.cfg_scale, num_images_per_prompt=len(seeds),
-        generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
-        output_type="latent", callback_on_step_end=on_step,
-    )
+def pipeline_args(request: Text2ImageRequest, s: Settings) -> dict:
+    args = dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None,
+                num_inference_steps=s.steps, guidance_scale=s.cfg_scale)
     if s.init_image is not None:
-        args.update(image=s.init_image.resize((s.width, s.height), Image.LANCZOS), strength=request.strength)
-    else:
-        args.update(width=s.width, height=s.height)
-    with torch.inference_mode():
-        latents = run_with_oom_retry(lambda: pipe(**args).images, pipe)
-    if progress.cancelled:
-        raise JobCancelled()
-    return latents
+        return dict(args, image=s.init_image.resize((s.width, s.height), Image.LANCZOS), strength=request.strength)
+    return dict(args, width=s.width, height=s.height)
 
 
 def parameters_text(request: Text2ImageRequest, s: Settings, seed: int) -> str:
@@ -172,6 +173,3 @@ def prompt_warnings(pipe, prompt: str) -> list[str]:
         return [f"The prompt is {count} tokens long; only the first {limit} are used (the rest is ignored)."]
     return []
 
-
-def _to_pil(array: torch.Tensor) -> Image.Image:
-    return Image.fromarray((array.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8))

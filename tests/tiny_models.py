@@ -52,9 +52,14 @@ def tiny_sd_components(in_channels: int = 4) -> dict:
                 feature_extractor=None, image_encoder=None)
 
 
-def save_tiny_sd(folder: Path) -> Path:
-    from diffusers import StableDiffusionPipeline
+TINY_CARD = '{"width": 64, "height": 64, "steps": 4, "cfg_scale": 7.0, "sampler": "Euler a"}'
 
-    pipe = StableDiffusionPipeline(**tiny_sd_components(), requires_safety_checker=False)
-    pipe.save_pretrained(folder, safe_serialization=True)
+
+def save_tiny_sd(folder: Path, in_channels: int = 4) -> Path:
+    """Save a tiny pipeline (9 input channels = a dedicated inpainting model) with a studio.json card."""
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+    cls = StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
+    cls(**tiny_sd_components(in_channels), requires_safety_checker=False).save_pretrained(folder, safe_serialization=True)
+    (folder / "studio.json").write_text(TINY_CARD)
     return folder

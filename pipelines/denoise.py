@@ -1,0 +1,37 @@
+"""The denoising call every capability shares: seeded CPU noise, sampler, progress, Stop, OOM retry."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipelines.errors import JobCancelled
+from pipelines.runtime import decode_latents, run_with_oom_retry
+from pipelines.samplers import build_scheduler
+
+
+def denoise(pipe, manager, sampler: str, seeds: list[int], progress, batch: int = 0, batch_count: int = 1,
+            **pipe_args) -> torch.Tensor:
+    """Run `pipe` to latents for one batch (image i gets seed i); stop at the next step on cancel."""
+    pipe.scheduler = build_scheduler(sampler, manager.base_scheduler_config, seed=seeds[0])
+
+    def on_step(p, step, timestep, tensors):
+        per_batch = p.num_timesteps
+        progress.report(batch * per_batch + step + 1, batch_count * per_batch)
+        if progress.cancelled:
+            p._interrupt = True  # diffusers skips every remaining step
+        return tensors
+
+    args = dict(num_images_per_prompt=len(seeds), output_type="latent", callback_on_step_end=on_step,
+                generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds], **pipe_args)
+    with torch.inference_mode():
+        latents = run_with_oom_retry(lambda: pipe(**args).images, pipe)
+    if progress.cancelled:
+        raise JobCancelled()
+    return latents
+
+
+def decode_to_pil(vae, latents: torch.Tensor) -> list[Image.Image]:
+    pixels = decode_latents(vae, latents)
+    return [Image.fromarray((p.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)) for p in pixels]
