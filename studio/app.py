@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import text2image
+from studio.tabs import inpaint, text2image
 
 CSS = """
-#txt2img_generate { min-height: 3.2em; }
+#txt2img_generate, #inpaint_generate { min-height: 3.2em; }
 footer { visibility: hidden; }
 """
 
@@ -16,9 +16,30 @@ def build_app(engine) -> gr.Blocks:
     manager = engine.manager
     with gr.Blocks(title="Diffusion Studio") as app:
         gr.Markdown(f"## Diffusion Studio\n{runtime_summary(manager)}", elem_id="studio_header")
-        with gr.Tabs():
-            text2image.build(engine)
+        with gr.Tabs() as tabs:
+            txt2img = text2image.build(engine)
+            inpainting = inpaint.build(engine)
+        wire_send_to(tabs, txt2img, "inpaint", inpainting["editor"], "Send to inpaint")
     return app
+
+
+def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target, label: str) -> None:
+    """A button under `source`'s gallery that puts the selected image into `target` and opens its tab."""
+    selected = gr.State(0)
+
+    def remember(evt: gr.SelectData):
+        return evt.index
+
+    def send(items, index):
+        if not items:
+            raise gr.Error("Generate an image first.")
+        path = items[min(index or 0, len(items) - 1)][0]
+        return {"background": path, "layers": [], "composite": path}, gr.Tabs(selected=tab_id)
+
+    with source["send_row"]:
+        button = gr.Button(label, size="sm", elem_id=f"send_to_{tab_id}")
+    source["gallery"].select(remember, None, selected, api_visibility="private")
+    button.click(send, [source["gallery"], selected], [target, tabs], api_visibility="private")
 
 
 def runtime_summary(manager) -> str:

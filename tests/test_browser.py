@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -46,11 +47,48 @@ def test_text_to_image_in_the_browser(page, engine):
         box.fill("64")
         box.press("Enter")
     page.get_by_role("button", name="Generate").click()
-    image = page.locator("#txt2img_gallery img").first
-    image.wait_for(timeout=120_000)
+    shown(page, "#txt2img_gallery")
     page.screenshot(path=str(ARTIFACTS / "txt2img.png"), full_page=True)
     info = page.locator("#txt2img_info textarea").input_value()
     assert info.startswith("a red circle on a blue background\nSteps:")
     assert f"Model: {TINY}" in info
-    saved = sorted(engine.store.root.glob("txt2img/*/*.png"), key=lambda p: p.stat().st_mtime)[-1]
+    saved = newest(engine, "txt2img")
     assert metadata.read_parameters(Image.open(saved)) == info
+
+
+def test_send_to_inpaint_paint_a_mask_and_inpaint(page, engine):
+    source = newest(engine, "txt2img")
+    page.locator("#send_to_inpaint").click()
+    canvas = page.locator("#inpaint_editor canvas").first
+    canvas.wait_for(timeout=30_000)
+    page.locator("#inpaint_editor button[aria-label='Brush']").click()
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 30, cy - 30)
+    page.mouse.down()
+    for k in range(16):
+        page.mouse.move(cx - 30 + 4 * k, cy - 30 + 4 * k)
+    page.mouse.up()
+    page.locator("#inpaint_prompt textarea").fill("a yellow triangle")
+    page.locator("#inpaint_generate").click()
+    shown(page, "#inpaint_gallery")
+    page.screenshot(path=str(ARTIFACTS / "inpaint.png"), full_page=True)
+    info = page.locator("#inpaint_info textarea").input_value()
+    assert info.startswith("a yellow triangle\nSteps:") and "Mask blur: 4" in info
+    before, after = (np.asarray(Image.open(p)) for p in (source, newest(engine, "inpaint")))
+    assert before.shape == after.shape
+    corners = (slice(0, 6), slice(0, 6)), (slice(-6, None), slice(-6, None))
+    for rows, cols in corners:  # far from the stroke: untouched
+        assert np.array_equal(before[rows, cols], after[rows, cols])
+    assert not np.array_equal(before, after)  # under the stroke: repainted
+
+
+def shown(page, gallery: str) -> None:
+    """Wait until the gallery's first image has actually loaded in the browser (not just its tag)."""
+    page.locator(f"{gallery} img").first.wait_for(timeout=120_000)
+    page.wait_for_function(f"() => {{ const i = document.querySelector('{gallery} img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
+
+
+def newest(engine, kind: str) -> Path:
+    return sorted(engine.store.root.glob(f"{kind}/*/*.png"), key=lambda p: p.stat().st_mtime)[-1]

@@ -1,0 +1,119 @@
+"""Pieces every generation tab shares: prompt row, model picker, sampler settings, results panel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from pipelines.samplers import sampler_names
+from pipelines.text2image import MAX_CFG, MAX_STEPS
+from studio.jobs_ui import session_of, wait_for
+
+GPU = "gpu"  # every generation event shares this concurrency group (limit 1)
+
+
+@dataclass
+class PromptRow:
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    generate: gr.Button
+    stop: gr.Button
+
+
+@dataclass
+class Sampling:
+    model: gr.Dropdown
+    refresh: gr.Button
+    sampler: gr.Dropdown
+    steps: gr.Slider
+    cfg: gr.Slider
+    seed: gr.Number
+
+
+@dataclass
+class Results:
+    gallery: gr.Gallery
+    info: gr.Textbox
+    texts: gr.State
+
+
+def prompt_row(prefix: str, placeholder: str = "a red circle on a blue background") -> PromptRow:
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=5):
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder=placeholder, elem_id=f"{prefix}_prompt")
+            negative = gr.Textbox(label="Negative prompt", lines=1, elem_id=f"{prefix}_negative")
+        with gr.Column(scale=1, min_width=140):
+            generate = gr.Button("Generate", variant="primary", elem_id=f"{prefix}_generate")
+            stop = gr.Button("Stop", variant="stop", elem_id=f"{prefix}_stop")
+    return PromptRow(prompt, negative, generate, stop)
+
+
+def model_picker(manager, prefix: str) -> tuple[gr.Dropdown, gr.Button]:
+    default = manager.default_entry
+    with gr.Row(equal_height=True):
+        model = gr.Dropdown(manager.catalog.names(), value=default.name if default else None, label="Model",
+                            allow_custom_value=True, elem_id=f"{prefix}_model", info=manager.default_reason, scale=5)
+        refresh = gr.Button("↻", scale=0, min_width=44, elem_id=f"{prefix}_refresh_models")
+    return model, refresh
+
+
+def sampling_controls(manager, prefix: str, model: gr.Dropdown, refresh: gr.Button) -> Sampling:
+    """Seed in view; sampler, steps and CFG folded away (the model's recommended values by default)."""
+    default = manager.default_entry
+    seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id=f"{prefix}_seed")
+    with gr.Accordion("Advanced", open=False):
+        sampler = gr.Dropdown(sampler_names(), value=default.sampler if default else "Euler a", label="Sampler",
+                              elem_id=f"{prefix}_sampler")
+        steps = gr.Slider(1, MAX_STEPS, step=1, value=default.steps if default else 25, label="Steps",
+                          elem_id=f"{prefix}_steps")
+        cfg = gr.Slider(0, MAX_CFG, step=0.5, value=default.cfg_scale if default else 7.0, label="CFG scale",
+                        elem_id=f"{prefix}_cfg")
+    return Sampling(model, refresh, sampler, steps, cfg, seed)
+
+
+def results_panel(prefix: str) -> Results:
+    gallery = gr.Gallery(label="Results", columns=2, format="png", elem_id=f"{prefix}_gallery",
+                         buttons=["download", "fullscreen"])
+    info = gr.Textbox(label="Generation info", lines=4, interactive=False, buttons=["copy"], elem_id=f"{prefix}_info")
+    return Results(gallery, info, gr.State([]))
+
+
+def finish(engine, job, progress):
+    """Wait for a generation job and turn its saved images into (gallery items, first info, all infos)."""
+    saved, warnings = wait_for(engine, job, progress)
+    for warning in warnings:
+        gr.Warning(warning)
+    texts = [s.generated.parameters for s in saved]
+    return [(str(s.path), f"seed {s.generated.seed}") for s in saved], (texts[0] if texts else ""), texts
+
+
+def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, sizes=(), stop_api: str | None = None):
+    """Stop, model refresh, model defaults and gallery selection — the same in every tab."""
+    manager = engine.manager
+
+    def stop_jobs(request: gr.Request):
+        engine.jobs.cancel(owner=session_of(request))
+
+    def use_model_defaults(name):
+        try:
+            entry = manager.entry(name)
+        except Exception as error:  # noqa: BLE001 - the same error is shown when Generate is pressed
+            gr.Warning(str(error))
+            return [gr.update()] * (3 + len(sizes))
+        return [entry.sampler, entry.steps, entry.cfg_scale, entry.width, entry.height][:3 + len(sizes)]
+
+    def show_info(texts, evt: gr.SelectData):
+        return texts[evt.index] if evt.index < len(texts) else ""
+
+    row.stop.click(stop_jobs, None, None, queue=False, api_name=stop_api,
+                   api_visibility="public" if stop_api else "private")
+    sampling.refresh.click(lambda: gr.update(choices=manager.catalog.names()), None, sampling.model,
+                           api_visibility="private")
+    sampling.model.change(use_model_defaults, sampling.model, [sampling.sampler, sampling.steps, sampling.cfg, *sizes],
+                          api_visibility="private")
+    results.gallery.select(show_info, [results.texts], results.info, api_visibility="private")
+
+
+def as_int(value):
+    return None if value is None else int(value)
