@@ -114,3 +114,25 @@ def _decode_user_comment(comment) -> str | None:
     if comment.startswith(_ASCII_PREFIX):
         comment = comment[len(_ASCII_PREFIX):]
     return comment.decode("utf-8", errors="replace").strip("\x00") or None
+
+
+def settings_from_parameters(parsed: dict[str, str]) -> dict:
+    """Typed generation settings from parsed parameters (ours or A1111's), for restoring a tab.
+
+    Keys: prompt, negative_prompt, steps, sampler, cfg_scale, seed, width, height, model,
+    denoising_strength — only those present and readable.
+    """
+    settings = {"prompt": parsed.get("Prompt", ""), "negative_prompt": parsed.get("Negative prompt", "")}
+    conversions = {"steps": ("Steps", int), "cfg_scale": ("CFG scale", float), "seed": ("Seed", int),
+                   "width": ("Size-1", int), "height": ("Size-2", int), "model": ("Model", str),
+                   "denoising_strength": ("Denoising strength", float)}
+    for name, (key, kind) in conversions.items():
+        try:
+            settings[name] = kind(parsed[key])
+        except (KeyError, ValueError):
+            continue
+    sampler = parsed.get("Sampler")
+    if sampler:
+        schedule = parsed.get("Schedule type", "")  # A1111 ≥ 1.9 writes "Karras" separately
+        settings["sampler"] = f"{sampler} Karras" if schedule == "Karras" and "Karras" not in sampler else sampler
+    return settings

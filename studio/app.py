@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import inpaint, text2image
+from studio.tabs import inpaint, pnginfo, text2image
 
 CSS = """
 #txt2img_generate, #inpaint_generate { min-height: 3.2em; }
@@ -19,7 +19,9 @@ def build_app(engine) -> gr.Blocks:
         with gr.Tabs() as tabs:
             txt2img = text2image.build(engine)
             inpainting = inpaint.build(engine)
+            info = pnginfo.build(engine)
         wire_send_to(tabs, txt2img, "inpaint", inpainting["editor"], "Send to inpaint")
+        wire_restore(tabs, info, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS, "Send to text to image")
     return app
 
 
@@ -40,6 +42,18 @@ def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target, label: str) -
         button = gr.Button(label, size="sm", elem_id=f"send_to_{tab_id}")
     source["gallery"].select(remember, None, selected, api_visibility="private")
     button.click(send, [source["gallery"], selected], [target, tabs], api_visibility="private")
+
+
+def wire_restore(tabs: gr.Tabs, source: dict, tab_id: str, targets: list, keys: list[str], label: str) -> None:
+    """A button that fills a tab's controls from restored settings (missing ones stay as they are)."""
+    def send(settings):
+        if not settings:
+            raise gr.Error("Drop an image that carries generation parameters first.")
+        return [settings.get(key, gr.update()) for key in keys] + [gr.Tabs(selected=tab_id)]
+
+    with source["send_row"]:
+        button = gr.Button(label, size="sm", elem_id=f"restore_to_{tab_id}")
+    button.click(send, source["settings"], [*targets, tabs], api_visibility="private")
 
 
 def runtime_summary(manager) -> str:

@@ -110,7 +110,8 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
                    api_visibility="public" if stop_api else "private")
     sampling.refresh.click(lambda: gr.update(choices=manager.catalog.names()), None, sampling.model,
                            api_visibility="private")
-    sampling.model.change(use_model_defaults, sampling.model, [sampling.sampler, sampling.steps, sampling.cfg, *sizes],
+    # .input, not .change: restoring settings (PNG info) sets the model without resetting the rest
+    sampling.model.input(use_model_defaults, sampling.model, [sampling.sampler, sampling.steps, sampling.cfg, *sizes],
                           api_visibility="private")
     results.gallery.select(show_info, [results.texts], results.info, api_visibility="private")
 

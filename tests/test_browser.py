@@ -83,6 +83,27 @@ def test_send_to_inpaint_paint_a_mask_and_inpaint(page, engine):
     assert not np.array_equal(before, after)  # under the stroke: repainted
 
 
+def test_png_info_reads_an_image_and_send_to_txt2img_regenerates_it(page, engine):
+    source = newest(engine, "txt2img")
+    page.get_by_role("tab", name="PNG info").click()
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(source))
+    text = page.locator("#pnginfo_text textarea")
+    page.wait_for_function("() => document.querySelector('#pnginfo_text textarea').value.includes('Steps:')",
+                           timeout=30_000)
+    assert text.input_value() == metadata.read_parameters(Image.open(source))
+    page.screenshot(path=str(ARTIFACTS / "pnginfo.png"), full_page=True)
+    page.locator("#restore_to_txt2img").click()
+    page.wait_for_timeout(500)
+    page.locator("#txt2img_generate").click()
+    page.wait_for_function("(old) => { const f = [...document.querySelectorAll('#txt2img_gallery img')];"
+                           " return f.length && !f.some(i => i.src === old) && f[0].complete; }",
+                           arg=page.locator("#txt2img_gallery img").first.get_attribute("src"), timeout=120_000)
+    again = newest(engine, "txt2img")
+    assert again != source
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(source)))
+    assert metadata.read_parameters(Image.open(again)) == metadata.read_parameters(Image.open(source))
+
+
 def shown(page, gallery: str) -> None:
     """Wait until the gallery's first image has actually loaded in the browser (not just its tag)."""
     page.locator(f"{gallery} img").first.wait_for(timeout=120_000)

@@ -95,3 +95,15 @@ def test_image_without_parameters_reads_none():
     Image.new("RGB", (8, 8)).save(buffer, "PNG")
     buffer.seek(0)
     assert metadata.read_parameters(Image.open(buffer)) is None
+
+
+def test_settings_restored_from_ours_and_a1111():
+    ours = metadata.settings_from_parameters(metadata.parse_parameters(metadata.format_parameters(
+        "a red circle", "blur", {"Steps": 20, "Sampler": "Euler a", "CFG scale": "7.5", "Seed": 9,
+                                 "Size": "64x96", "Model": "Shapes demo", "Denoising strength": "0.4"})))
+    assert ours == {"prompt": "a red circle", "negative_prompt": "blur", "steps": 20, "sampler": "Euler a",
+                    "cfg_scale": 7.5, "seed": 9, "width": 64, "height": 96, "model": "Shapes demo",
+                    "denoising_strength": 0.4}
+    theirs = metadata.settings_from_parameters(metadata.parse_parameters(A1111_SCHEDULE_TYPE))
+    assert theirs["sampler"] == "DPM++ 2M SDE Karras" and theirs["seed"] == 2245042501
+    assert (theirs["width"], theirs["height"]) == (512, 768)

@@ -52,4 +52,10 @@ def build(engine) -> dict:
     row.generate.click(run, inputs, outputs, api_name="txt2img", concurrency_id=GPU, concurrency_limit=1)
     row.prompt.submit(run, inputs, outputs, api_visibility="private", concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
-    return {"gallery": results.gallery, "texts": results.texts, "send_row": send_row}
+    return {"gallery": results.gallery, "texts": results.texts, "send_row": send_row,
+            "restore": [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg,
+                        sampling.seed, width, height, strength]}
+
+
+RESTORED_KEYS = ["prompt", "negative_prompt", "model", "sampler", "steps", "cfg_scale", "seed", "width", "height",
+                 "denoising_strength"]

@@ -1,0 +1,36 @@
+"""The PNG info tab: drop an image, read the settings it was made with, send them to a tab."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from pipelines import metadata
+from pipelines.images import MAX_INPUT_PIXELS
+
+
+def read(image) -> tuple[str, dict, dict]:
+    if image is None:
+        return "", {}, {}
+    if image.width * image.height > MAX_INPUT_PIXELS:
+        raise gr.Error("The image is too large to read.")
+    text = metadata.read_parameters(image)
+    if not text:
+        return "This image carries no generation parameters.", {}, {}
+    parsed = metadata.parse_parameters(text)
+    return text, parsed, metadata.settings_from_parameters(parsed)
+
+
+def build(engine) -> dict:
+    with gr.Tab("PNG info", id="pnginfo"):
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="Image (PNG, JPEG or WebP)", type="pil", sources=["upload", "clipboard"],
+                                 elem_id="pnginfo_image")
+            with gr.Column():
+                text = gr.Textbox(label="Parameters", lines=6, interactive=False, buttons=["copy"],
+                                  elem_id="pnginfo_text")
+                fields = gr.JSON(label="Fields", elem_id="pnginfo_fields")
+                send_row = gr.Row()
+        settings = gr.State({})
+    image.change(read, image, [text, fields, settings], api_name="png_info")
+    return {"settings": settings, "send_row": send_row}
