@@ -5,14 +5,19 @@ The UI and the REST API both submit work here, so there is one way through (DESI
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import inpaint, text2image
+from pipelines import inpaint, settings, text2image
+from pipelines.errors import StudioError
 from pipelines.export import OutputStore
 from pipelines.jobs import Job, JobQueue
 from pipelines.models import Catalog, ModelManager
 from pipelines.runtime import RuntimeOptions
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +32,45 @@ class Engine:
         self.manager = ModelManager(Catalog(Path(models_dir)), options)
         self.jobs = JobQueue()
         self.store = OutputStore(outputs_dir)
+        self.settings = settings.StudioSettings()
+        try:
+            self.apply_settings(settings.load(self.store.root))
+        except StudioError as error:  # e.g. the saved default model was deleted: start anyway
+            log.warning("Saved settings not applied: %s", error)
+
+    def apply_settings(self, new: settings.StudioSettings) -> None:
+        """Use `new` from now on (the default model, output format) and keep it for the next start."""
+        new.validate()
+        if new.default_model:
+            self.manager.set_default(new.default_model)
+        self.settings = new
+
+    def ui_defaults(self) -> dict:
+        """Initial control values: the user's saved defaults, else the default model's recommendations."""
+        entry, chosen = self.manager.default_entry, self.settings
+        base = dict(sampler="Euler a", steps=25, cfg_scale=7.0, width=512, height=512)
+        if entry is not None:
+            base = dict(sampler=entry.sampler, steps=entry.steps, cfg_scale=entry.cfg_scale, width=entry.width,
+                        height=entry.height)
+        return {key: getattr(chosen, key) or value for key, value in base.items()}
+
+    def status(self) -> dict:
+        """What is running where, for the Models & settings tab."""
+        manager, options = self.manager, self.manager.options
+        loaded = manager.loaded
+        info = {"device": manager.device.type, "precision": str(manager.dtype).removeprefix("torch."),
+                "attention slicing": options.attention_slicing, "VAE tiling": options.vae_tiling,
+                "CPU offload": options.cpu_offload, "loaded model": loaded.name if loaded else None,
+                "default model": manager.default_entry.name if manager.default_entry else None,
+                "jobs waiting or running": self.jobs.pending()}
+        vram = vram_in_use(manager.device)
+        if vram is not None:
+            info["VRAM in use (GiB)"] = round(vram / 2**30, 2)
+        return info
+
+    def save_settings(self, new: settings.StudioSettings) -> None:
+        self.apply_settings(new)
+        settings.save(self.store.root, new)
 
     def submit_text2image(self, request: text2image.Text2ImageRequest, owner: str | None = None,
                           save: bool = True) -> Job:
@@ -47,4 +91,11 @@ class Engine:
         return self.jobs.submit(work, owner=owner, label=kind)
 
     def save(self, generated: text2image.GeneratedImage, kind: str) -> Path:
-        return self.store.save_image(generated.image, generated.parameters, kind, str(generated.seed))
+        return self.store.save_image(generated.image, generated.parameters, kind, str(generated.seed),
+                                     fmt=self.settings.output_format)
+
+
+def vram_in_use(device) -> int | None:
+    import torch
+
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else None

@@ -169,6 +169,9 @@ class ModelManager:
         except StudioError as error:
             self.default_reason = str(error)
 
+    def set_default(self, name: str) -> None:
+        self.default_entry, self.default_reason = self.catalog.resolve(name), "chosen in Models & settings"
+
     @property
     def loaded(self) -> ModelEntry | None:
         return self._entry

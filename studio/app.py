@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import inpaint, pnginfo, text2image
+from studio.tabs import inpaint, pnginfo, settings, text2image
 
 CSS = """
 #txt2img_generate, #inpaint_generate { min-height: 3.2em; }
@@ -20,9 +20,19 @@ def build_app(engine) -> gr.Blocks:
             txt2img = text2image.build(engine)
             inpainting = inpaint.build(engine)
             info = pnginfo.build(engine)
+            settings.build(engine)
         wire_send_to(tabs, txt2img, "inpaint", inpainting["editor"], "Send to inpaint")
         wire_restore(tabs, info, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS, "Send to text to image")
+        app.load(lambda: defaults_for_page(engine), None, txt2img["defaults"], api_visibility="private")
     return app
+
+
+def defaults_for_page(engine) -> list:
+    """Each new page starts from the saved defaults (model, sampler, steps, CFG, size)."""
+    default = engine.manager.default_entry
+    values = engine.ui_defaults()
+    return [default.name if default else None,
+            *(values[k] for k in ("sampler", "steps", "cfg_scale", "width", "height"))]
 
 
 def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target, label: str) -> None:

@@ -58,17 +58,14 @@ def model_picker(manager, prefix: str) -> tuple[gr.Dropdown, gr.Button]:
     return model, refresh
 
 
-def sampling_controls(manager, prefix: str, model: gr.Dropdown, refresh: gr.Button) -> Sampling:
-    """Seed in view; sampler, steps and CFG folded away (the model's recommended values by default)."""
-    default = manager.default_entry
+def sampling_controls(engine, prefix: str, model: gr.Dropdown, refresh: gr.Button) -> Sampling:
+    """Seed in view; sampler, steps and CFG folded away (saved defaults, else the model's recommended)."""
+    default = engine.ui_defaults()
     seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id=f"{prefix}_seed")
     with gr.Accordion("Advanced", open=False):
-        sampler = gr.Dropdown(sampler_names(), value=default.sampler if default else "Euler a", label="Sampler",
-                              elem_id=f"{prefix}_sampler")
-        steps = gr.Slider(1, MAX_STEPS, step=1, value=default.steps if default else 25, label="Steps",
-                          elem_id=f"{prefix}_steps")
-        cfg = gr.Slider(0, MAX_CFG, step=0.5, value=default.cfg_scale if default else 7.0, label="CFG scale",
-                        elem_id=f"{prefix}_cfg")
+        sampler = gr.Dropdown(sampler_names(), value=default["sampler"], label="Sampler", elem_id=f"{prefix}_sampler")
+        steps = gr.Slider(1, MAX_STEPS, step=1, value=default["steps"], label="Steps", elem_id=f"{prefix}_steps")
+        cfg = gr.Slider(0, MAX_CFG, step=0.5, value=default["cfg_scale"], label="CFG scale", elem_id=f"{prefix}_cfg")
     return Sampling(model, refresh, sampler, steps, cfg, seed)
 
 

@@ -53,7 +53,7 @@ def build(engine) -> dict:
                         out_down = gr.Slider(0, MAX_OUTPAINT, step=8, value=0, label="Down")
                 model, refresh = model_picker(manager, "inpaint")
                 strength = gr.Slider(0.01, 1.0, step=0.01, value=1.0, label="Denoising strength")
-                sampling = sampling_controls(manager, "inpaint", model, refresh)
+                sampling = sampling_controls(engine, "inpaint", model, refresh)
                 batch_size = gr.Slider(1, MAX_BATCH_SIZE, step=1, value=1, label="Batch size")
             with gr.Column(scale=3):
                 results = results_panel("inpaint")

@@ -12,18 +12,18 @@ from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, resul
 
 def build(engine) -> dict:
     manager = engine.manager
-    default = manager.default_entry
+    default = engine.ui_defaults()
     with gr.Tab("Text to image", id="txt2img"):
         row = prompt_row("txt2img")
         with gr.Row():
             with gr.Column(scale=2):
                 model, refresh = model_picker(manager, "txt2img")
                 with gr.Row():
-                    width = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default.width if default else 512,
-                                      label="Width", elem_id="txt2img_width")
-                    height = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default.height if default else 512,
-                                       label="Height", elem_id="txt2img_height")
-                sampling = sampling_controls(manager, "txt2img", model, refresh)
+                    width = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default["width"], label="Width",
+                                      elem_id="txt2img_width")
+                    height = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default["height"], label="Height",
+                                       elem_id="txt2img_height")
+                sampling = sampling_controls(engine, "txt2img", model, refresh)
                 with gr.Accordion("Batch", open=False):
                     with gr.Row():
                         batch_count = gr.Slider(1, MAX_BATCH_COUNT, step=1, value=1, label="Batch count")
@@ -54,7 +54,8 @@ def build(engine) -> dict:
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
     return {"gallery": results.gallery, "texts": results.texts, "send_row": send_row,
             "restore": [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg,
-                        sampling.seed, width, height, strength]}
+                        sampling.seed, width, height, strength],
+            "defaults": [model, sampling.sampler, sampling.steps, sampling.cfg, width, height]}
 
 
 RESTORED_KEYS = ["prompt", "negative_prompt", "model", "sampler", "steps", "cfg_scale", "seed", "width", "height",
