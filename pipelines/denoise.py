@@ -11,14 +11,12 @@ from pipelines.runtime import decode_latents, run_with_oom_retry
 from pipelines.samplers import build_scheduler
 
 
-def denoise(pipe, manager, sampler: str, seeds: list[int], progress, batch: int = 0, batch_count: int = 1,
-            **pipe_args) -> torch.Tensor:
+def denoise(pipe, manager, sampler: str, seeds: list[int], progress, **pipe_args) -> torch.Tensor:
     """Run `pipe` to latents for one batch (image i gets seed i); stop at the next step on cancel."""
     pipe.scheduler = build_scheduler(sampler, manager.base_scheduler_config, seed=seeds[0])
 
     def on_step(p, step, timestep, tensors):
-        per_batch = p.num_timesteps
-        progress.report(batch * per_batch + step + 1, batch_count * per_batch)
+        progress.report(step + 1, p.num_timesteps)
         if progress.cancelled:
             p._interrupt = True  # diffusers skips every remaining step
         return tensors

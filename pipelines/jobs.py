@@ -37,6 +37,20 @@ class Progress:
         return self._cancel.is_set()
 
 
+class StageProgress:
+    """One stage of a bigger job (a batch, a pass): its step reports map onto the job's whole range."""
+
+    def __init__(self, parent, index: int, count: int):
+        self.parent, self.index, self.count = parent, index, count
+
+    def report(self, step: int, total: int) -> None:
+        self.parent.report(self.index * total + step, self.count * total)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.parent.cancelled
+
+
 class Job(Progress):
     QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 

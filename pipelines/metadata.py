@@ -131,6 +131,14 @@ def settings_from_parameters(parsed: dict[str, str]) -> dict:
             settings[name] = kind(parsed[key])
         except (KeyError, ValueError):
             continue
+    if "Hires upscale" in parsed:
+        settings["enable_hr"] = True
+        for name, key, kind in (("hr_scale", "Hires upscale", float), ("hr_steps", "Hires steps", int),
+                                ("hr_upscaler", "Hires upscaler", str), ("hr_strength", "Denoising strength", float)):
+            try:
+                settings[name] = kind(parsed[key])
+            except (KeyError, ValueError):
+                continue
     sampler = parsed.get("Sampler")
     if sampler:
         schedule = parsed.get("Schedule type", "")  # A1111 ≥ 1.9 writes "Karras" separately

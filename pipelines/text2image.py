@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pipelines import metadata
+from pipelines import hires, metadata
 from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import to_rgb
+from pipelines.jobs import StageProgress
 from pipelines.models import ModelEntry, ModelManager
 from pipelines.samplers import SAMPLERS
 
@@ -37,7 +38,11 @@ class Text2ImageRequest:
     batch_count: int = 1
     batch_size: int = 1
     init_image: Image.Image | None = None  # set → image to image
-    strength: float = 0.75
+    strength: float = 0.75  # image to image, and the hires fix's second pass
+    enable_hr: bool = False  # hires fix: upscale the first pass and refine it (text to image only)
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_steps: int = 0  # 0 → as many as the first pass
 
 
 @dataclass
@@ -65,6 +70,7 @@ class Settings:
     height: int
     seed: int
     init_image: Image.Image | None
+    hires_size: tuple[int, int] | None = None
 
 
 def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
@@ -83,6 +89,11 @@ def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
         init_image=init,
     )
     validate(request, settings)
+    if request.enable_hr:
+        if init is not None:
+            raise StudioError("Hires fix is for text to image: remove the init image or turn hires fix off.")
+        hires.validate(request.hr_upscaler, int(request.hr_steps), request.strength, MAX_STEPS)
+        settings.hires_size = hires.final_size(settings.width, settings.height, request.hr_scale, MAX_SIZE)
     return settings
 
 
@@ -136,18 +147,30 @@ def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2Ima
     pipe = manager.pipeline(entry, "img2img" if s.init_image is not None else "text2image")
     warnings = prompt_warnings(pipe, request.prompt) + prompt_warnings(pipe, request.negative_prompt)
     images: list[GeneratedImage] = []
+    passes = 2 if s.hires_size else 1
     for batch in range(request.batch_count):
         seeds = [s.seed + batch * request.batch_size + i for i in range(request.batch_size)]
-        latents = denoise(pipe, manager, s.sampler, seeds, progress, batch, request.batch_count,
-                          **pipeline_args(request, s))
-        for seed, image in zip(seeds, decode_to_pil(pipe.vae, latents)):
+        stage = StageProgress(progress, batch * passes, request.batch_count * passes)
+        latents = denoise(pipe, manager, s.sampler, seeds, stage, **pipeline_args(request, s))
+        if s.hires_size:
+            pictures = hires.upscale_and_refine(
+                manager, entry, latents, seeds, s.hires_size, upscaler=request.hr_upscaler,
+                steps=int(request.hr_steps) or s.steps, strength=request.strength, sampler=s.sampler,
+                prompt_args=prompt_args(request, s),
+                progress=StageProgress(progress, batch * passes + 1, request.batch_count * passes))
+        else:
+            pictures = decode_to_pil(pipe.vae, latents)
+        for seed, image in zip(seeds, pictures):
             images.append(GeneratedImage(image, seed, parameters_text(request, s, seed)))
     return Text2ImageResult(images, warnings)
 
 
+def prompt_args(request: Text2ImageRequest, s: Settings) -> dict:
+    return dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None, guidance_scale=s.cfg_scale)
+
+
 def pipeline_args(request: Text2ImageRequest, s: Settings) -> dict:
-    args = dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None,
-                num_inference_steps=s.steps, guidance_scale=s.cfg_scale)
+    args = dict(prompt_args(request, s), num_inference_steps=s.steps)
     if s.init_image is not None:
         return dict(args, image=s.init_image.resize((s.width, s.height), Image.LANCZOS), strength=request.strength)
     return dict(args, width=s.width, height=s.height)
@@ -157,7 +180,10 @@ def parameters_text(request: Text2ImageRequest, s: Settings, seed: int) -> str:
     fields = {
         "Steps": s.steps, "Sampler": s.sampler, "CFG scale": f"{s.cfg_scale:g}", "Seed": seed,
         "Size": f"{s.width}x{s.height}", "Model": s.entry.name,
-        "Denoising strength": f"{request.strength:g}" if s.init_image is not None else None,
+        "Denoising strength": f"{request.strength:g}" if s.init_image is not None or s.hires_size else None,
+        "Hires upscale": f"{request.hr_scale:g}" if s.hires_size else None,
+        "Hires steps": int(request.hr_steps) if s.hires_size and request.hr_steps else None,
+        "Hires upscaler": request.hr_upscaler if s.hires_size else None,
         "Version": VERSION,
     }
     return metadata.format_parameters(request.prompt, request.negative_prompt, fields)

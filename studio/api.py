@@ -44,6 +44,8 @@ class Txt2ImgBody(BaseModel):
     denoising_strength: float | None = None
     enable_hr: bool = False
     hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
     override_settings: dict = Field(default_factory=dict)
     send_images: bool = True
     save_images: bool = False
@@ -68,14 +70,14 @@ def register_api(app: FastAPI, engine, auth: tuple[str, str] | None = None) -> N
         return body.override_settings.get("sd_model_checkpoint") or state["model"] or ""
 
     def generate(body: Txt2ImgBody, init_image=None) -> dict:
-        if body.enable_hr:
-            raise HTTPException(422, "enable_hr (hires fix) is not supported yet by this studio.")
         request = Text2ImageRequest(
             prompt=body.prompt, negative_prompt=body.negative_prompt, model=model_of(body),
             sampler=_sampler_name(body), steps=body.steps, cfg_scale=body.cfg_scale, width=body.width,
             height=body.height, seed=body.seed, batch_count=body.n_iter, batch_size=body.batch_size,
             init_image=init_image,
             strength=0.75 if body.denoising_strength is None else body.denoising_strength,
+            enable_hr=body.enable_hr and init_image is None, hr_scale=body.hr_scale,
+            hr_upscaler=body.hr_upscaler or "Latent", hr_steps=body.hr_second_pass_steps,
         )
         job = engine.submit_text2image(request, owner="rest-api", save=body.save_images)
         try:

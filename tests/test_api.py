@@ -72,6 +72,17 @@ def test_img2img_and_png_info_round_trip(api):
     assert read["items"]["Seed"] == "42" and read["items"]["Prompt"] == "a red circle"
 
 
+def test_txt2img_with_a1111_hires_fields(api):
+    body = api.post("/sdapi/v1/txt2img", json={**A1111_TXT2IMG, "batch_size": 1, "enable_hr": True, "hr_scale": 1.5,
+                                               "hr_upscaler": "Lanczos", "hr_second_pass_steps": 2,
+                                               "denoising_strength": 0.5}).json()
+    assert decode(body["images"][0]).size == (96, 96)
+    text = json.loads(body["info"])["infotexts"][0]
+    assert "Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Lanczos" in text
+    restored = metadata.settings_from_parameters(metadata.parse_parameters(text))
+    assert restored["enable_hr"] and restored["hr_scale"] == 1.5 and restored["hr_upscaler"] == "Lanczos"
+
+
 def test_listing_routes(api):
     assert TINY in [m["title"] for m in api.get("/sdapi/v1/sd-models").json()]
     assert {"Euler a", "DPM++ 2M Karras", "DDIM"} <= {s["name"] for s in api.get("/sdapi/v1/samplers").json()}

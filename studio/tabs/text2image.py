@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.text2image import MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_SIZE, MIN_SIZE, Text2ImageRequest
+from pipelines import hires
+from pipelines.text2image import MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_SIZE, MAX_STEPS, MIN_SIZE, Text2ImageRequest
 from studio.jobs_ui import session_of
 from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
                             wire_common)
@@ -28,6 +29,16 @@ def build(engine) -> dict:
                     with gr.Row():
                         batch_count = gr.Slider(1, MAX_BATCH_COUNT, step=1, value=1, label="Batch count")
                         batch_size = gr.Slider(1, MAX_BATCH_SIZE, step=1, value=1, label="Batch size")
+                with gr.Accordion("Hires fix", open=False):
+                    enable_hr = gr.Checkbox(False, label="Upscale and refine (hires fix)", elem_id="txt2img_enable_hr")
+                    with gr.Row():
+                        hr_upscaler = gr.Dropdown(hires.UPSCALERS, value="Latent", label="Upscaler")
+                        hr_scale = gr.Slider(hires.MIN_SCALE, hires.MAX_SCALE, step=0.05, value=2.0,
+                                             label="Upscale by", elem_id="txt2img_hr_scale")
+                    with gr.Row():
+                        hr_steps = gr.Slider(0, MAX_STEPS, step=1, value=0, label="Hires steps (0 = same)")
+                        hr_strength = gr.Slider(0.0, 1.0, step=0.01, value=0.7, label="Denoising strength",
+                                                elem_id="txt2img_hr_strength")
                 with gr.Accordion("Image to image", open=False):
                     init_image = gr.Image(label="Init image (optional)", type="pil", image_mode=None,
                                           sources=["upload", "clipboard"])
@@ -37,26 +48,32 @@ def build(engine) -> dict:
                 send_row = gr.Row()
 
     def run(prompt, negative, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-            init_image, strength, request: gr.Request, progress=gr.Progress()):
+            init_image, strength, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_strength, request: gr.Request,
+            progress=gr.Progress()):
+        hires_on = bool(enable_hr) and init_image is None
         job = engine.submit_text2image(Text2ImageRequest(
             prompt=prompt or "", negative_prompt=negative or "", model=model or "", sampler=sampler,
             steps=as_int(steps), cfg_scale=cfg, width=as_int(width), height=as_int(height),
             seed=-1 if seed is None else as_int(seed), batch_count=as_int(batch_count) or 1,
-            batch_size=as_int(batch_size) or 1, init_image=init_image, strength=strength,
+            batch_size=as_int(batch_size) or 1, init_image=init_image,
+            strength=hr_strength if hires_on else strength, enable_hr=hires_on, hr_scale=hr_scale,
+            hr_upscaler=hr_upscaler, hr_steps=as_int(hr_steps) or 0,
         ), owner=session_of(request))
         return finish(engine, job, progress)
 
     inputs = [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg, width, height,
-              sampling.seed, batch_count, batch_size, init_image, strength]
+              sampling.seed, batch_count, batch_size, init_image, strength, enable_hr, hr_upscaler, hr_scale, hr_steps,
+              hr_strength]
     outputs = [results.gallery, results.info, results.texts]
     row.generate.click(run, inputs, outputs, api_name="txt2img", concurrency_id=GPU, concurrency_limit=1)
     row.prompt.submit(run, inputs, outputs, api_visibility="private", concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
     return {"gallery": results.gallery, "texts": results.texts, "send_row": send_row,
             "restore": [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg,
-                        sampling.seed, width, height, strength],
+                        sampling.seed, width, height, strength, enable_hr, hr_scale, hr_steps, hr_upscaler,
+                        hr_strength],
             "defaults": [model, sampling.sampler, sampling.steps, sampling.cfg, width, height]}
 
 
 RESTORED_KEYS = ["prompt", "negative_prompt", "model", "sampler", "steps", "cfg_scale", "seed", "width", "height",
-                 "denoising_strength"]
+                 "denoising_strength", "enable_hr", "hr_scale", "hr_steps", "hr_upscaler", "hr_strength"]
