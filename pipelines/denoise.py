@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 from PIL import Image
@@ -31,5 +33,6 @@ def denoise(pipe, manager, sampler: str, seeds: list[int], progress, **pipe_args
 
 
 def decode_to_pil(vae, latents: torch.Tensor) -> list[Image.Image]:
-    pixels = decode_latents(vae, latents)
+    """Decode to PIL images; an out-of-memory decode is retried once with sliced, tiled VAE decoding."""
+    pixels = run_with_oom_retry(lambda: decode_latents(vae, latents), SimpleNamespace(vae=vae))
     return [Image.fromarray((p.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)) for p in pixels]

@@ -143,3 +143,26 @@ def test_a_failing_job_does_not_kill_the_worker():
     with pytest.raises(ZeroDivisionError):
         bad.outcome()
     assert queue.submit(lambda job: "still serving").outcome() == "still serving"
+
+
+def test_out_of_memory_while_decoding_retries_with_tiled_vae(engine, monkeypatch):
+    from conftest import TINY
+    from pipelines import denoise
+
+    vae = engine.manager.pipeline(engine.manager.entry(TINY), "text2image").vae
+    real_decode, calls = runtime.decode_latents, []
+
+    def flaky(vae_, latents):
+        calls.append(vae_.use_tiling)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory while decoding")
+        return real_decode(vae_, latents)
+
+    monkeypatch.setattr(denoise, "decode_latents", flaky)
+    try:
+        images = denoise.decode_to_pil(vae, torch.zeros(1, 4, 8, 8))
+    finally:
+        vae.disable_tiling()
+        vae.disable_slicing()
+    side = 8 * 2 ** (len(vae.config.block_out_channels) - 1)
+    assert calls == [False, True] and images[0].size == (side, side)
