@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+CONFIG_SUFFIX = ".config"  # `model.safetensors` + `model.config/` = its diffusers config, for offline loading
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -54,7 +55,7 @@ def demo_entries(folder: Path = ASSETS_MODELS) -> list[ModelEntry]:
 
 def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelEntry:
     """A catalog entry for a model folder or file; a studio.json beside the weights sets its defaults."""
-    card = path / "studio.json"
+    card = (path.with_suffix(CONFIG_SUFFIX) if path.suffix == ".safetensors" else path) / "studio.json"
     info = json.loads(card.read_text()) if card.is_file() else {}
     settings = {**SD15_DEFAULTS, **{k: info[k] for k in SD15_DEFAULTS if k in info}}
     return ModelEntry(name or info.get("name", path.name), source, str(path),
@@ -74,7 +75,7 @@ class Catalog:
     def local_entries(self) -> list[ModelEntry]:
         if not self.models_dir.is_dir():
             return []
-        found = [p.parent for p in self.models_dir.glob("*/model_index.json")]
+        found = [p.parent for p in self.models_dir.glob("*/model_index.json") if p.parent.suffix != CONFIG_SUFFIX]
         found += [p for p in self.models_dir.glob("*.safetensors")]
         return [entry_for_folder(p, "local", p.relative_to(self.models_dir).as_posix()) for p in sorted(found)]
 
@@ -224,7 +225,7 @@ class ModelManager:
         if entry.is_single_file:
             path = Path(entry.location)
             check_safetensors(path)
-            config = path.with_suffix("")  # a diffusers folder of the same name beside it, if any
+            config = path.with_suffix(CONFIG_SUFFIX)
             extra = {"config": str(config), "local_files_only": True} if config.is_dir() else {}
             return diffusers.StableDiffusionPipeline.from_single_file(str(path), **common, **extra)
         kwargs = dict(common, use_safetensors=True)
@@ -264,6 +265,10 @@ def _load_failure_message(entry: ModelEntry, error: Exception) -> str:
                                   or "cannot find" in text.lower() or "local_files_only" in text.lower()):
         return (f"Hub model '{entry.name}' is not downloaded and the hub cannot be reached: connect once to "
                 "download it, or pick a demo or local model.")
+    if entry.is_single_file and not Path(entry.location).with_suffix(CONFIG_SUFFIX).is_dir():
+        return (f"Could not load '{entry.name}': a single-file checkpoint needs its model config, which comes from "
+                f"the hub on first use. Offline, put a diffusers config folder beside it named "
+                f"'{Path(entry.location).with_suffix(CONFIG_SUFFIX).name}'. ({text})")
     if "safetensors" in text.lower() and "not found" in text.lower():
         return f"'{entry.name}' has no .safetensors weights (pickle weights are refused): convert it first."
     return f"Could not load model '{entry.name}': {text}"

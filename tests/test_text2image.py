@@ -115,3 +115,24 @@ def test_corrupt_safetensors_file_is_a_clear_error(engine, models_dir):
 def test_hub_model_offline_is_a_clear_error(engine):
     with pytest.raises(StudioError, match="not downloaded|Could not load"):
         generate(engine, model="someone/not-cached-model")
+
+
+def test_single_file_safetensors_checkpoint_loads_offline_with_its_config(engine, models_dir):
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+
+    from ldm_checkpoint import export_ldm_checkpoint
+
+    source = StableDiffusionPipeline.from_pretrained(models_dir / TINY, local_files_only=True)
+    export_ldm_checkpoint(source, models_dir / "tiny-single.safetensors")
+    with pytest.raises(StudioError, match="needs its model config"):
+        generate(engine, model="tiny-single.safetensors")
+    shutil.copytree(models_dir / TINY, models_dir / "tiny-single.config",
+                    ignore=shutil.ignore_patterns("*.safetensors"))
+    assert "tiny-single.safetensors" in engine.manager.catalog.names()
+    assert "tiny-single.config" not in engine.manager.catalog.names()
+    single = generate(engine, model="tiny-single.safetensors")
+    folder = generate(engine, model=TINY)
+    assert np.array_equal(pixels(single)[0], pixels(folder)[0])  # same weights, same image
+    assert "Model: tiny-single.safetensors," in single.images[0].parameters
