@@ -163,6 +163,7 @@ class ModelManager:
         self._lock = threading.RLock()
         self._entry: ModelEntry | None = None
         self._pipes: dict[str, object] = {}
+        self.extras: dict[str, object] = {}  # add-on models (ControlNets) loaded for this base
         self.base_scheduler_config = None
         self.default_entry, self.default_reason = None, ""
         try:
@@ -199,9 +200,17 @@ class ModelManager:
                 self._pipes[task].set_progress_bar_config(disable=True)
             return self._pipes[task]
 
+    def controlnet_pipeline(self, task: str, controlnet):
+        """`task`'s ControlNet pipeline on the loaded base: shares every base component (`from_pipe`)."""
+        with self._lock:
+            pipe = _auto_class(task).from_pipe(self._pipes["base"], controlnet=controlnet)
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
+
     def unload(self) -> None:
         with self._lock:
             self._pipes.clear()
+            self.extras.clear()
             self._entry = None
             free_memory()
 

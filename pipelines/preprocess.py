@@ -14,6 +14,7 @@ from pipelines.errors import StudioError
 from pipelines.images import to_rgb
 
 DEPTH_MODEL = "Intel/dpt-hybrid-midas"
+MAX_STRETCH = 4.0  # a map is resized to the generation size; beyond this aspect change it is refused
 
 
 def canny(image: np.ndarray, low: int = 100, high: int = 200) -> np.ndarray:
@@ -64,6 +65,10 @@ def control_map(image, preprocessor: str, size: tuple[int, int], low: int = 100,
     if preprocessor not in PREPROCESSORS:
         raise StudioError(f"Unknown preprocessor '{preprocessor}'. Choose one of: {', '.join(PREPROCESSORS)}.")
     rgb = to_rgb(image, "control image", background=(0, 0, 0))
+    stretch = (rgb.width / rgb.height) / (size[0] / size[1])
+    if not 1 / MAX_STRETCH <= stretch <= MAX_STRETCH:
+        raise StudioError(f"The control image is {rgb.width}x{rgb.height}, too far from the {size[0]}x{size[1]} "
+                          f"generation's shape to match: crop it to a similar aspect ratio.")
     resized = np.asarray(rgb.resize(size, Image.LANCZOS if preprocessor == "none" else Image.BICUBIC))
     maker = PREPROCESSORS[preprocessor]
     if maker is None:

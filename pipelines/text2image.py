@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pipelines import hires, metadata
+from pipelines import controlnet, hires, metadata
 from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import to_rgb
@@ -43,6 +43,7 @@ class Text2ImageRequest:
     hr_scale: float = 2.0
     hr_upscaler: str = "Latent"
     hr_steps: int = 0  # 0 → as many as the first pass
+    controlnets: list[controlnet.ControlUnit] = field(default_factory=list)
 
 
 @dataclass
@@ -144,14 +145,17 @@ def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2Ima
     """Generate batch_count × batch_size images; image i uses seed + i, noise from a CPU generator."""
     entry = manager.entry(request.model)
     s = resolve_settings(request, entry)
-    pipe = manager.pipeline(entry, "img2img" if s.init_image is not None else "text2image")
+    task = "img2img" if s.init_image is not None else "text2image"
+    pipe, control_args = manager.pipeline(entry, task), {}
+    if request.controlnets:
+        pipe, control_args, _maps = controlnet.prepare(manager, entry, task, request.controlnets, (s.width, s.height))
     warnings = prompt_warnings(pipe, request.prompt) + prompt_warnings(pipe, request.negative_prompt)
     images: list[GeneratedImage] = []
     passes = 2 if s.hires_size else 1
     for batch in range(request.batch_count):
         seeds = [s.seed + batch * request.batch_size + i for i in range(request.batch_size)]
         stage = StageProgress(progress, batch * passes, request.batch_count * passes)
-        latents = denoise(pipe, manager, s.sampler, seeds, stage, **pipeline_args(request, s))
+        latents = denoise(pipe, manager, s.sampler, seeds, stage, **pipeline_args(request, s), **control_args)
         if s.hires_size:
             pictures = hires.upscale_and_refine(
                 manager, entry, latents, seeds, s.hires_size, upscaler=request.hr_upscaler,
@@ -184,6 +188,7 @@ def parameters_text(request: Text2ImageRequest, s: Settings, seed: int) -> str:
         "Hires upscale": f"{request.hr_scale:g}" if s.hires_size else None,
         "Hires steps": int(request.hr_steps) if s.hires_size and request.hr_steps else None,
         "Hires upscaler": request.hr_upscaler if s.hires_size else None,
+        **controlnet.parameters(request.controlnets),
         "Version": VERSION,
     }
     return metadata.format_parameters(request.prompt, request.negative_prompt, fields)

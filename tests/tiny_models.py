@@ -63,3 +63,20 @@ def save_tiny_sd(folder: Path, in_channels: int = 4) -> Path:
     cls(**tiny_sd_components(in_channels), requires_safety_checker=False).save_pretrained(folder, safe_serialization=True)
     (folder / "studio.json").write_text(TINY_CARD)
     return folder
+
+
+def save_tiny_controlnet(folder: Path, cross_attention_dim: int = 32, seed: int = 0) -> Path:
+    """A tiny ControlNet for the tiny SD model; its zero convolutions get random weights so it acts."""
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    model = ControlNetModel(block_out_channels=(32, 64), layers_per_block=1, in_channels=4,
+                            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                            cross_attention_dim=cross_attention_dim, norm_num_groups=16,
+                            conditioning_embedding_out_channels=(16, 32))
+    with torch.no_grad():  # trained ControlNets have non-zero "zero convolutions": make the map matter
+        for module in [*model.controlnet_down_blocks, model.controlnet_mid_block,
+                       model.controlnet_cond_embedding.conv_out]:
+            module.weight.normal_(0, 0.3)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -1,0 +1,124 @@
+"""ControlNet conditioning on the loaded base model: one or several ControlNets, each with its own map,
+scale and guidance window, built with `from_pipe` so the base weights are never loaded twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from pipelines.errors import StudioError
+from pipelines.models import CONFIG_SUFFIX, HUB_ID, check_safetensors
+from pipelines.preprocess import control_map
+
+SUBFOLDER = "controlnet"  # local ControlNets live in <models dir>/controlnet/
+HUB_CONTROLNETS = ["lllyasviel/control_v11p_sd15_canny", "lllyasviel/control_v11p_sd15_lineart",
+                   "lllyasviel/control_v11p_sd15_scribble", "lllyasviel/control_v11p_sd15_softedge",
+                   "lllyasviel/control_v11f1p_sd15_depth"]
+MAX_UNITS = 3
+MAX_SCALE = 2.0
+
+
+@dataclass
+class ControlUnit:
+    model: str
+    image: Image.Image | None
+    preprocessor: str = "canny"  # "none": the image already is the control map
+    low_threshold: int = 100
+    high_threshold: int = 200
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+    def validate(self, index: int) -> None:
+        if not 0 <= self.scale <= MAX_SCALE:
+            raise StudioError(f"ControlNet {index}: scale must be between 0 and {MAX_SCALE:g} (got {self.scale:g}).")
+        if not 0 <= self.start < self.end <= 1:
+            raise StudioError(f"ControlNet {index}: guidance start must be below end, both in 0–1 "
+                              f"(got {self.start:g}–{self.end:g}).")
+
+
+def controlnet_names(models_dir: Path) -> list[str]:
+    folder = Path(models_dir) / SUBFOLDER
+    local = []
+    if folder.is_dir():
+        local = sorted(p.relative_to(models_dir).as_posix() for p in folder.iterdir()
+                       if (p / "config.json").is_file() or p.suffix == ".safetensors")
+    return local + HUB_CONTROLNETS
+
+
+def load(manager, name: str):
+    """The ControlNetModel for a name (local path under the models dir, or hub id), loaded once."""
+    from diffusers import ControlNetModel
+
+    cache = manager.extras
+    if name in cache:
+        return cache[name]
+    models_dir = manager.catalog.models_dir
+    path = (models_dir / name).resolve()
+    try:
+        if name.lower().endswith((".ckpt", ".pt", ".pth", ".bin")):
+            raise StudioError(f"'{name}' is a pickle checkpoint: convert it to .safetensors first.")
+        if path.exists():
+            if not path.is_relative_to(models_dir):
+                raise StudioError(f"ControlNet path '{name}' is outside the models dir.")
+            if path.suffix == ".safetensors":
+                check_safetensors(path)
+                config = path.with_suffix(CONFIG_SUFFIX)
+                extra = {"config": str(config), "local_files_only": True} if config.is_dir() else {}
+                model = ControlNetModel.from_single_file(str(path), dtype=manager.dtype, **extra)
+            else:
+                model = ControlNetModel.from_pretrained(path, dtype=manager.dtype, use_safetensors=True,
+                                                        local_files_only=True)
+        elif HUB_ID.match(name) and ".." not in name and not name.startswith(SUBFOLDER + "/"):
+            model = ControlNetModel.from_pretrained(name, dtype=manager.dtype, use_safetensors=True)
+        else:
+            raise StudioError(f"Unknown ControlNet '{name}'. Put it in {models_dir / SUBFOLDER} or give a hub id.")
+    except StudioError:
+        raise
+    except Exception as error:  # noqa: BLE001 - one clear line for any load failure
+        raise StudioError(f"Could not load ControlNet '{name}': {str(error).splitlines()[0]}") from None
+    cache[name] = model.to(manager.device)
+    return cache[name]
+
+
+def check_fits(model, unet, name: str) -> None:
+    """A ControlNet adds residuals to the UNet's skip connections: its family must match the base's."""
+    cn, base = model.config, unet.config
+    if cn.cross_attention_dim != base.cross_attention_dim or list(cn.block_out_channels) != list(
+            base.block_out_channels):
+        raise StudioError(f"ControlNet '{name}' was made for another base model family (text width "
+                          f"{cn.cross_attention_dim}, blocks {list(cn.block_out_channels)}; the loaded model has "
+                          f"{base.cross_attention_dim}, {list(base.block_out_channels)}).")
+
+
+def prepare(manager, entry, task: str, units: list[ControlUnit], size: tuple[int, int]):
+    """The ControlNet pipeline for `task` on the loaded base, and its call arguments."""
+    from diffusers import MultiControlNetModel
+
+    if not 1 <= len(units) <= MAX_UNITS:
+        raise StudioError(f"Use between 1 and {MAX_UNITS} ControlNets at once (got {len(units)}).")
+    for index, unit in enumerate(units):
+        unit.validate(index)
+    maps = [control_map(u.image, u.preprocessor, size, u.low_threshold, u.high_threshold) for u in units]
+    base = manager.pipeline(entry, task)
+    models = [load(manager, u.model) for u in units]
+    for unit, model in zip(units, models):
+        check_fits(model, base.unet, unit.model)
+    controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
+    pipe = manager.controlnet_pipeline(task, controlnet)
+    one = len(units) == 1
+    args = {"control_image" if task == "img2img" else "image": maps[0] if one else maps,
+            "controlnet_conditioning_scale": units[0].scale if one else [u.scale for u in units],
+            "control_guidance_start": units[0].start if one else [u.start for u in units],
+            "control_guidance_end": units[0].end if one else [u.end for u in units]}
+    return pipe, args, maps
+
+
+def parameters(units: list[ControlUnit]) -> dict:
+    """Metadata fields in the A1111 ControlNet extension's style, one per unit."""
+    return {f"ControlNet {i}": (f"Module: {u.preprocessor}, Model: {u.model}, Weight: {u.scale:g}, "
+                                f"Threshold A: {u.low_threshold}, Threshold B: {u.high_threshold}, "
+                                f"Guidance Start: {u.start:g}, Guidance End: {u.end:g}")
+            for i, u in enumerate(units)}
