@@ -110,9 +110,9 @@ def prepare(manager, entry, task: str, units: list[ControlUnit], size: tuple[int
     pipe = manager.controlnet_pipeline(task, controlnet)
     one = len(units) == 1
     args = {"control_image" if task == "img2img" else "image": maps[0] if one else maps,
-            "controlnet_conditioning_scale": units[0].scale if one else [u.scale for u in units],
-            "control_guidance_start": units[0].start if one else [u.start for u in units],
-            "control_guidance_end": units[0].end if one else [u.end for u in units]}
+            "controlnet_conditioning_scale": float(units[0].scale) if one else [float(u.scale) for u in units],
+            "control_guidance_start": float(units[0].start) if one else [float(u.start) for u in units],
+            "control_guidance_end": float(units[0].end) if one else [float(u.end) for u in units]}
     return pipe, args, maps
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import inpaint, pnginfo, settings, text2image
+from studio.tabs import controlnet, inpaint, pnginfo, settings, text2image
 
 CSS = """
-#txt2img_generate, #inpaint_generate { min-height: 3.2em; }
+#txt2img_generate, #inpaint_generate, #controlnet_generate { min-height: 3.2em; }
 footer { visibility: hidden; }
 """
 
@@ -18,11 +18,13 @@ def build_app(engine) -> gr.Blocks:
         gr.Markdown(f"## Diffusion Studio\n{runtime_summary(manager)}", elem_id="studio_header")
         with gr.Tabs() as tabs:
             txt2img = text2image.build(engine)
+            control = controlnet.build(engine)
             inpainting = inpaint.build(engine)
             info = pnginfo.build(engine)
             settings.build(engine)
-        wire_send_to(tabs, txt2img, "inpaint", inpainting["editor"], "Send to inpaint")
-        wire_restore(tabs, info, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS, "Send to text to image")
+        wire_send_to(tabs, txt2img, "inpaint", inpainting["editor"])
+        wire_send_to(tabs, txt2img, "controlnet", control["image"])
+        wire_restore(tabs, info, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS)
         app.load(lambda: defaults_for_page(engine), None, txt2img["defaults"], api_visibility="private")
     return app
 
@@ -35,35 +37,28 @@ def defaults_for_page(engine) -> list:
             *(values[k] for k in ("sampler", "steps", "cfg_scale", "width", "height"))]
 
 
-def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target, label: str) -> None:
-    """A button under `source`'s gallery that puts the selected image into `target` and opens its tab."""
-    selected = gr.State(0)
-
-    def remember(evt: gr.SelectData):
-        return evt.index
-
+def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target) -> None:
+    """`source`'s send button for `tab_id` puts the selected gallery image into `target` and opens the tab."""
     def send(items, index):
         if not items:
             raise gr.Error("Generate an image first.")
         path = items[min(index or 0, len(items) - 1)][0]
-        return {"background": path, "layers": [], "composite": path}, gr.Tabs(selected=tab_id)
+        if isinstance(target, gr.ImageEditor):
+            return {"background": path, "layers": [], "composite": path}, gr.Tabs(selected=tab_id)
+        return path, gr.Tabs(selected=tab_id)
 
-    with source["send_row"]:
-        button = gr.Button(label, size="sm", elem_id=f"send_to_{tab_id}")
-    source["gallery"].select(remember, None, selected, api_visibility="private")
-    button.click(send, [source["gallery"], selected], [target, tabs], api_visibility="private")
+    source["send"][tab_id].click(send, [source["gallery"], source["selected"]], [target, tabs],
+                                 api_visibility="private")
 
 
-def wire_restore(tabs: gr.Tabs, source: dict, tab_id: str, targets: list, keys: list[str], label: str) -> None:
+def wire_restore(tabs: gr.Tabs, source: dict, tab_id: str, targets: list, keys: list[str]) -> None:
     """A button that fills a tab's controls from restored settings (missing ones stay as they are)."""
     def send(settings):
         if not settings:
             raise gr.Error("Drop an image that carries generation parameters first.")
         return [settings.get(key, gr.update()) for key in keys] + [gr.Tabs(selected=tab_id)]
 
-    with source["send_row"]:
-        button = gr.Button(label, size="sm", elem_id=f"restore_to_{tab_id}")
-    button.click(send, source["settings"], [*targets, tabs], api_visibility="private")
+    source["send"].click(send, source["settings"], [*targets, tabs], api_visibility="private")
 
 
 def runtime_summary(manager) -> str:

@@ -17,20 +17,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture(scope="module")
-def page(engine):
+def page(engine, models_dir):
     from playwright.sync_api import sync_playwright
 
     from studio.app import build_app, launch_options
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's package (apt-get install chromium); .ci/run does.")
+    from tiny_models import save_tiny_controlnet
+
+    if not (models_dir / "controlnet" / "tiny-cn-browser").exists():
+        save_tiny_controlnet(models_dir / "controlnet" / "tiny-cn-browser")
     app = build_app(engine)
     app.queue()
     _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_options(engine))
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(url)
         yield page
         browser.close()
@@ -102,6 +106,21 @@ def test_png_info_reads_an_image_and_send_to_txt2img_regenerates_it(page, engine
     assert again != source
     assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(source)))
     assert metadata.read_parameters(Image.open(again)) == metadata.read_parameters(Image.open(source))
+
+
+def test_send_to_controlnet_preview_the_map_and_generate(page, engine):
+    page.get_by_role("tab", name="Text to image").click()
+    page.locator("#send_to_controlnet").click()
+    page.locator("#cn0_image img").first.wait_for(timeout=30_000)
+    page.locator("#cn0_preview").click()
+    page.wait_for_function("() => { const i = document.querySelector('#cn0_map img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
+    page.locator("#controlnet_prompt textarea").fill("a red circle")
+    page.locator("#controlnet_generate").click()
+    shown(page, "#controlnet_gallery")
+    page.screenshot(path=str(ARTIFACTS / "controlnet.png"), full_page=True)
+    info = page.locator("#controlnet_info textarea").input_value()
+    assert "ControlNet 0: \"Module: none, Model: controlnet/" in info  # the previewed map was used as is
 
 
 def shown(page, gallery: str) -> None:

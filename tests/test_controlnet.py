@@ -57,6 +57,10 @@ def test_controlnet_from_a_local_folder_with_preprocessor_and_metadata(engine, c
                                       "Threshold B: 150, Guidance Start: 0.1, Guidance End: 0.9")
 
 
+def test_integer_scales_from_a_ui_or_json_client_work(engine, controlnets):
+    assert generate(engine, [ControlUnit(controlnets[0], edges(), "none", scale=1, start=0, end=1)]).shape == (64, 64, 3)
+
+
 def test_controlnet_with_image_to_image(engine, controlnets):
     result = generate(engine, [ControlUnit(controlnets[0], edges(), "none")], init_image=edges(), strength=0.6)
     assert result.shape == (64, 64, 3)

@@ -30,7 +30,7 @@ def build(engine) -> dict:
                 text = gr.Textbox(label="Parameters", lines=6, interactive=False, buttons=["copy"],
                                   elem_id="pnginfo_text")
                 fields = gr.JSON(label="Fields", elem_id="pnginfo_fields")
-                send_row = gr.Row()
+                send = gr.Button("Send to text to image", size="sm", elem_id="restore_to_txt2img")
         settings = gr.State({})
     image.change(read, image, [text, fields, settings], api_name="png_info")
-    return {"settings": settings, "send_row": send_row}
+    return {"settings": settings, "send": send}

@@ -45,7 +45,10 @@ def build(engine) -> dict:
                     strength = gr.Slider(0.01, 1.0, step=0.01, value=0.75, label="Denoising strength")
             with gr.Column(scale=3):
                 results = results_panel("txt2img")
-                send_row = gr.Row()
+                selected = gr.State(0)  # which gallery image the send-to buttons carry
+                with gr.Row():
+                    send_buttons = {tab: gr.Button(f"Send to {label}", size="sm", elem_id=f"send_to_{tab}")
+                                    for tab, label in (("inpaint", "inpaint"), ("controlnet", "ControlNet"))}
 
     def run(prompt, negative, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
             init_image, strength, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_strength, request: gr.Request,
@@ -68,7 +71,11 @@ def build(engine) -> dict:
     row.generate.click(run, inputs, outputs, api_name="txt2img", concurrency_id=GPU, concurrency_limit=1)
     row.prompt.submit(run, inputs, outputs, api_visibility="private", concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
-    return {"gallery": results.gallery, "texts": results.texts, "send_row": send_row,
+    def remember(evt: gr.SelectData):
+        return evt.index
+
+    results.gallery.select(remember, None, selected, api_visibility="private")
+    return {"gallery": results.gallery, "texts": results.texts, "send": send_buttons, "selected": selected,
             "restore": [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg,
                         sampling.seed, width, height, strength, enable_hr, hr_scale, hr_steps, hr_upscaler,
                         hr_strength],
