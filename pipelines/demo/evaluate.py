@@ -46,7 +46,7 @@ def set_sampler(pipe, name: str):
 def load(path=DEFAULT_MODEL, sampler: str | None = None):
     from diffusers import StableDiffusionPipeline
     pipe = StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True,
-                                                   torch_dtype=torch.float32)
+                                                   dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     if sampler is None:
         studio = Path(path) / "studio.json"
