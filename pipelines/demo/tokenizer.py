@@ -1,0 +1,94 @@
+"""An offline CLIP tokenizer for the shapes world, built without any files or network.
+
+Vocabulary: CLIP's special tokens, the 256 byte-level base characters (with and without the
+end-of-word suffix, so any text tokenizes), then every world word as ONE token. Merges build
+each word right to left (suffix chains: "e d</w>" -> "ed</w>", "r ed</w>" -> "red</w>"), added
+longest word first; every merge's right side ends a word, so only a word's last pair can ever
+merge and no shorter merge can split a world word.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from transformers import CLIPTokenizer
+
+from .world import vocabulary
+
+MODEL_MAX_LENGTH = 16
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+EXTRA_WORDS = ("an", "the", "with", "of", "in", "shape", "image", "picture", "photo")
+
+
+@lru_cache(maxsize=1)
+def _bytes_to_unicode() -> list[str]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def world_words() -> list[str]:
+    return sorted(set(vocabulary()) | set(EXTRA_WORDS))
+
+
+def build_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
+    vocab: dict[str, int] = {}
+
+    def add(tok: str) -> None:
+        if tok not in vocab:
+            vocab[tok] = len(vocab)
+
+    base = _bytes_to_unicode()
+    for ch in base:
+        add(ch)
+    for ch in base:
+        add(ch + "</w>")
+    merges: list[str] = []
+    seen: set[str] = set()
+    for word in sorted(world_words(), key=lambda w: (-len(w), w)):
+        if len(word) < 2:
+            continue
+        suffix = word[-1] + "</w>"
+        for i in range(len(word) - 2, -1, -1):
+            merge = f"{word[i]} {suffix}"
+            suffix = word[i] + suffix
+            if merge not in seen:
+                seen.add(merge)
+                merges.append(merge)
+            add(suffix)
+    add(BOS)
+    add(EOS)
+    return vocab, merges
+
+
+@lru_cache(maxsize=1)
+def _cached() -> tuple[dict[str, int], list[str]]:
+    return build_vocab_and_merges()
+
+
+def build_tokenizer(model_max_length: int = MODEL_MAX_LENGTH) -> CLIPTokenizer:
+    vocab, merges = _cached()
+    tok = CLIPTokenizer(vocab=dict(vocab), merges=[tuple(m.split(' ')) for m in merges], model_max_length=model_max_length,
+                        bos_token=BOS, eos_token=EOS, pad_token=EOS, unk_token=EOS)
+    return tok
+
+
+def check_tokenizer(tok: CLIPTokenizer) -> None:
+    """Raise if a world word is not a single token."""
+    for w in world_words():
+        ids = tok(w, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise AssertionError(f"{w!r} -> {tok.convert_ids_to_tokens(ids)}")
+
+
+if __name__ == "__main__":
+    t = build_tokenizer()
+    check_tokenizer(t)
+    print(len(t), t("a purple triangle on a orange background").input_ids)
+    print(t.convert_ids_to_tokens(t("Hello, wörld! 🙂 red").input_ids))
