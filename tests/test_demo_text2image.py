@@ -17,7 +17,8 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
 from pipelines.demo import world
-from pipelines.demo.evaluate import SAMPLERS, adherence, fixed_cases, generate, set_sampler
+from pipelines.demo.evaluate import adherence, fixed_cases, generate, set_sampler
+from pipelines.samplers import SAMPLERS
 from pipelines.demo.judge import judge
 
 MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "shapes-sd"

@@ -1,7 +1,6 @@
 """Judge a shapes text-to-image model: prompt adherence on fixed prompts x seeds.
 
     python -m pipelines.demo.evaluate [PATH] [--sampler "DPM++ 2M"] [--steps 20] [--cfg 4 1]
-    python -m pipelines.demo.evaluate runs/text2image/export --sweep   # samplers x CFGs
 
 PATH defaults to the committed assets/models/shapes-sd. Prints one line per setting:
 colour+shape rate, background rate, all-three rate, seconds per image.
@@ -21,25 +20,14 @@ import torch
 
 from . import world
 from .judge import judge
+from ..samplers import build_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "assets" / "models" / "shapes-sd"
 
-# A1111 sampler name -> (diffusers scheduler class name, extra from_config kwargs)
-SAMPLERS: dict[str, tuple[str, dict]] = {
-    "Euler": ("EulerDiscreteScheduler", {}),
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
-    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "DDIM": ("DDIMScheduler", {}),
-    "UniPC": ("UniPCMultistepScheduler", {}),
-}
-
-
 def set_sampler(pipe, name: str):
-    import diffusers
-    cls_name, kw = SAMPLERS[name]
-    pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **kw)
+    """Use the studio's own sampler table, so evaluation and the studio sample the same way."""
+    pipe.scheduler = build_scheduler(name, pipe.scheduler.config)
     return pipe
 
 

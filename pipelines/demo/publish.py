@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .evaluate import SAMPLERS
+from ..samplers import SAMPLERS
 from .train import ASSET_DIR, DEFAULT_RUN_DIR, TRAINING_ASSET_DIR, atomic_json
 
 NAME = "Shapes demo (64px)"

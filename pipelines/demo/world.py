@@ -11,7 +11,6 @@ second shape, motion over frames or 3D primitives without changing the callers).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import cv2
 import numpy as np
