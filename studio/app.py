@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
+from pipelines import metadata
 from studio.tabs import controlnet, inpaint, pnginfo, settings, text2image
 
 CSS = """
@@ -22,8 +24,8 @@ def build_app(engine) -> gr.Blocks:
             inpainting = inpaint.build(engine)
             info = pnginfo.build(engine)
             settings.build(engine)
-        wire_send_to(tabs, txt2img, "inpaint", inpainting["editor"])
-        wire_send_to(tabs, txt2img, "controlnet", control["image"])
+        wire_send_to(tabs, txt2img, "inpaint", inpainting)
+        wire_send_to(tabs, txt2img, "controlnet", control)
         wire_restore(tabs, info, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS)
         app.load(lambda: defaults_for_page(engine), None, txt2img["defaults"], api_visibility="private")
     return app
@@ -37,18 +39,28 @@ def defaults_for_page(engine) -> list:
             *(values[k] for k in ("sampler", "steps", "cfg_scale", "width", "height"))]
 
 
-def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target) -> None:
-    """`source`'s send button for `tab_id` puts the selected gallery image into `target` and opens the tab."""
+def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target: dict) -> None:
+    """`source`'s send button for `tab_id` puts the selected gallery image into the target tab's input
+    and fills its prompt, model and sampling controls from the image's own parameters (as A1111 does)."""
+    image_box, fields = target["image"], target["fields"]
+
     def send(items, index):
         if not items:
             raise gr.Error("Generate an image first.")
         path = items[min(index or 0, len(items) - 1)][0]
-        if isinstance(target, gr.ImageEditor):
-            return {"background": path, "layers": [], "composite": path}, gr.Tabs(selected=tab_id)
-        return path, gr.Tabs(selected=tab_id)
+        value = ({"background": path, "layers": [], "composite": path}
+                 if isinstance(image_box, gr.ImageEditor) else path)
+        settings = settings_of_image(path)
+        return [value, *(settings.get(key, gr.update()) for key in fields), gr.Tabs(selected=tab_id)]
 
-    source["send"][tab_id].click(send, [source["gallery"], source["selected"]], [target, tabs],
-                                 api_visibility="private")
+    source["send"][tab_id].click(send, [source["gallery"], source["selected"]],
+                                 [image_box, *fields.values(), tabs], api_visibility="private")
+
+
+def settings_of_image(path: str) -> dict:
+    with Image.open(path) as image:
+        text = metadata.read_parameters(image)
+    return metadata.settings_from_parameters(metadata.parse_parameters(text)) if text else {}
 
 
 def wire_restore(tabs: gr.Tabs, source: dict, tab_id: str, targets: list, keys: list[str]) -> None:

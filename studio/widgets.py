@@ -69,6 +69,13 @@ def sampling_controls(engine, prefix: str, model: gr.Dropdown, refresh: gr.Butto
     return Sampling(model, refresh, sampler, steps, cfg, seed)
 
 
+def settings_fields(row, sampling: Sampling, **extra) -> dict:
+    """The controls that "send to" fills from an image's parameters, by settings key."""
+    return {"prompt": row.prompt, "negative_prompt": row.negative, "model": sampling.model,
+            "sampler": sampling.sampler, "steps": sampling.steps, "cfg_scale": sampling.cfg, "seed": sampling.seed,
+            **extra}
+
+
 def results_panel(prefix: str) -> Results:
     gallery = gr.Gallery(label="Results", columns=2, format="png", elem_id=f"{prefix}_gallery",
                          buttons=["download", "fullscreen"])

@@ -31,3 +31,13 @@ def engine(models_dir, tmp_path_factory):
     from pipelines.engine import Engine
 
     return Engine(models_dir, tmp_path_factory.mktemp("outputs"))
+
+
+@pytest.fixture(scope="module")
+def demo_engine(tmp_path_factory):
+    """An engine with an empty models dir: its default is the built-in demo model."""
+    from pipelines.engine import Engine
+
+    engine = Engine(tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("outputs"))
+    assert engine.manager.default_entry.source == "demo"
+    return engine

@@ -79,6 +79,7 @@ def test_send_to_inpaint_paint_a_mask_and_inpaint(page, engine):
     page.screenshot(path=str(ARTIFACTS / "inpaint.png"), full_page=True)
     info = page.locator("#inpaint_info textarea").input_value()
     assert info.startswith("a yellow triangle\nSteps:") and "Mask blur: 4" in info
+    assert f"Model: {TINY}" in info  # the sent image's model came along with it
     before, after = (np.asarray(Image.open(p)) for p in (source, newest(engine, "inpaint")))
     assert before.shape == after.shape
     corners = (slice(0, 6), slice(0, 6)), (slice(-6, None), slice(-6, None))
@@ -112,6 +113,9 @@ def test_send_to_controlnet_preview_the_map_and_generate(page, engine):
     page.get_by_role("tab", name="Text to image").click()
     page.locator("#send_to_controlnet").click()
     page.locator("#cn0_image img").first.wait_for(timeout=30_000)
+    # the image's own parameters came along: its model (not the studio default) and prompt
+    assert page.locator("#controlnet_model input").input_value() == TINY
+    assert page.locator("#controlnet_prompt textarea").input_value() == "a red circle on a blue background"
     page.locator("#cn0_preview").click()
     page.wait_for_function("() => { const i = document.querySelector('#cn0_map img');"
                            " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)

@@ -10,7 +10,7 @@ from pipelines.preprocess import PREPROCESSORS, control_map
 from pipelines.text2image import MAX_SIZE, MIN_SIZE, Text2ImageRequest
 from studio.jobs_ui import session_of
 from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
-                            wire_common)
+                            settings_fields, wire_common)
 
 UNITS = 2  # units shown in the tab (the pipeline takes up to three)
 
@@ -99,4 +99,4 @@ def build(engine) -> dict:
     row.generate.click(run, [*settings, *unit_inputs], [results.gallery, results.info, results.texts],
                        api_name="controlnet", concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height))
-    return {"image": units[0][1]}
+    return {"image": units[0][1], "fields": settings_fields(row, sampling, width=width, height=height)}

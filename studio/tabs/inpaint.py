@@ -10,7 +10,7 @@ from pipelines.inpaint import MAX_MASK_BLUR, MAX_OUTPAINT, InpaintRequest
 from pipelines.text2image import MAX_BATCH_SIZE
 from studio.jobs_ui import session_of
 from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
-                            wire_common)
+                            settings_fields, wire_common)
 
 
 def editor_image_and_mask(value) -> tuple[Image.Image | None, Image.Image | None]:
@@ -81,4 +81,4 @@ def build(engine) -> dict:
     outputs = [results.gallery, results.info, results.texts, mask_preview]
     row.generate.click(run, inputs, outputs, api_name="inpaint", concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results)
-    return {"editor": editor}
+    return {"image": editor, "fields": settings_fields(row, sampling)}
