@@ -17,13 +17,16 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def timed(fn, runs: int) -> list[float]:
-    fn()  # warm-up
-    out = []
+def timed(paths: dict, runs: int) -> dict[str, list[float]]:
+    """Seconds per call of each path; the paths take turns so a busy machine slows them alike."""
+    for fn in paths.values():
+        fn()  # warm-up
+    out = {name: [] for name in paths}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - start)
     return out
 
 
@@ -61,9 +64,8 @@ def main() -> None:
     def call_studio(save: bool):
         return lambda: engine.submit_text2image(request, save=save).outcome()
 
-    results = {"diffusers directly": timed(call_direct, args.runs),
-               "studio job path": timed(call_studio(False), args.runs),
-               "studio job path + PNG save": timed(call_studio(True), args.runs)}
+    results = timed({"diffusers directly": call_direct, "studio job path": call_studio(False),
+                     "studio job path + PNG save": call_studio(True)}, args.runs)
     base = statistics.median(results["diffusers directly"])
     print(f"model {entry.name} ({entry.width}x{entry.height}), {args.steps} steps, {entry.sampler}, "
           f"CFG {entry.cfg_scale}, device {engine.manager.device}, torch threads {torch.get_num_threads()}, "

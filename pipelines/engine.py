@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import inpaint, settings, text2image
+from pipelines import inpaint, settings, text2image, xygrid
 from pipelines.errors import StudioError
 from pipelines.export import OutputStore
 from pipelines.jobs import Job, JobQueue
@@ -77,6 +77,9 @@ class Engine:
         kind = "img2img" if request.init_image is not None else "txt2img"
         return self._submit(text2image.run, request, kind, owner, save)
 
+    def submit_xygrid(self, request: xygrid.XYGridRequest, owner: str | None = None, save: bool = True) -> Job:
+        return self._submit(xygrid.run, request, "txt2img", owner, save)
+
     def submit_inpaint(self, request: inpaint.InpaintRequest, owner: str | None = None, save: bool = True) -> Job:
         return self._submit(inpaint.run, request, "inpaint", owner, save)
 
@@ -85,7 +88,7 @@ class Engine:
         that goes away loses nothing."""
         def work(job: Job):
             result = run(self.manager, request, job)
-            saved = [SavedImage(self.save(g, kind) if save else None, g) for g in result.images]
+            saved = [SavedImage(self.save(g, g.kind or kind) if save else None, g) for g in result.images]
             return saved, result.warnings
 
         return self.jobs.submit(work, owner=owner, label=kind)

@@ -43,6 +43,18 @@ class OutputStore:
             path.touch(exist_ok=False)  # reserve the name; the atomic write replaces it
         return path
 
+    def history(self, kind: str | None = None, page: int = 0, per_page: int = 24) -> tuple[list[Path], int]:
+        """One page of saved images, newest first, and the number of pages (at least 1)."""
+        pattern = f"{kind}/*/*" if kind else "*/*/*"
+        found = [p for p in self.root.glob(pattern) if p.suffix.lstrip(".") in IMAGE_FORMATS and p.stat().st_size]
+        found.sort(key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+        pages = max(1, -(-len(found) // per_page))
+        page = min(max(page, 0), pages - 1)
+        return found[page * per_page:(page + 1) * per_page], pages
+
+    def kinds(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+
     def contains(self, path: str | Path) -> bool:
         return Path(path).resolve().is_relative_to(self.root)
 

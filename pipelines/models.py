@@ -35,6 +35,8 @@ class ModelEntry:
     cfg_scale: float = 7.0
     sampler: str = "DPM++ 2M Karras"
     description: str = ""
+    task: str = "text2image"  # "inpaint" for a dedicated (9-channel) inpainting model
+    inpainting_model: str = ""  # name of this model's dedicated inpainting variant, if it has one
 
     @property
     def is_single_file(self) -> bool:
@@ -60,7 +62,18 @@ def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelE
     settings = {**SD15_DEFAULTS, **{k: info[k] for k in SD15_DEFAULTS if k in info}}
     return ModelEntry(name or info.get("name", path.name), source, str(path),
                       description=info.get("description", "built-in demo model" if source == "demo" else ""),
+                      task=info.get("task") or task_of_folder(path), inpainting_model=info.get("inpainting_model", ""),
                       **settings)
+
+
+def task_of_folder(path: Path) -> str:
+    """"inpaint" when a diffusers folder's UNet takes 9 channels (read from its config, no weights loaded)."""
+    config = path / "unet" / "config.json"
+    try:
+        return "inpaint" if config.is_file() and json.loads(config.read_text()).get("in_channels") == 9 \
+            else "text2image"
+    except (OSError, ValueError):
+        return "text2image"
 
 
 @dataclass
@@ -82,12 +95,21 @@ class Catalog:
     def entries(self) -> list[ModelEntry]:
         return demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
 
-    def names(self) -> list[str]:
-        return [e.name for e in self.entries()]
+    def names(self, task: str | None = None) -> list[str]:
+        """Every model's name, or those a tab for `task` can use (any model can inpaint in blend mode)."""
+        return [e.name for e in self.entries() if task in (None, "inpaint", e.task)]
+
+    def inpainting_choice(self, name: str | None) -> str | None:
+        """The model the Inpaint tab should use for `name`: its dedicated inpainting variant when it has one."""
+        try:
+            entry = self.resolve(name)
+        except StudioError:
+            return name
+        return entry.inpainting_model if entry.inpainting_model in self.names() else name
 
     def default(self, cuda: bool) -> tuple[ModelEntry, str]:
         """The model to start on, and why (shown in the UI)."""
-        entries = self.entries()
+        entries = [e for e in self.entries() if e.task == "text2image"]
         if cuda:
             for entry in self.hub_models:
                 if hub_model_is_cached(entry.location):

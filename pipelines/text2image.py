@@ -51,6 +51,7 @@ class GeneratedImage:
     image: Image.Image
     seed: int
     parameters: str
+    kind: str | None = None  # output subfolder when not the job's own (e.g. "txt2img-grids")
 
 
 @dataclass

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gradio as gr
-from PIL import Image
 
-from pipelines import metadata
-from studio.tabs import controlnet, inpaint, pnginfo, settings, text2image
+from studio.tabs import controlnet, history, inpaint, pnginfo, settings, text2image
 
 CSS = """
 #txt2img_generate, #inpaint_generate, #controlnet_generate { min-height: 3.2em; }
@@ -23,10 +21,12 @@ def build_app(engine) -> gr.Blocks:
             control = controlnet.build(engine)
             inpainting = inpaint.build(engine)
             info = pnginfo.build(engine)
+            past = history.build(engine)
             settings.build(engine)
         wire_send_to(tabs, txt2img, "inpaint", inpainting)
         wire_send_to(tabs, txt2img, "controlnet", control)
-        wire_restore(tabs, info, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS)
+        for source in (info, past):
+            wire_restore(tabs, source, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS)
         app.load(lambda: defaults_for_page(engine), None, txt2img["defaults"], api_visibility="private")
     return app
 
@@ -42,7 +42,7 @@ def defaults_for_page(engine) -> list:
 def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target: dict) -> None:
     """`source`'s send button for `tab_id` puts the selected gallery image into the target tab's input
     and fills its prompt, model and sampling controls from the image's own parameters (as A1111 does)."""
-    image_box, fields = target["image"], target["fields"]
+    image_box, fields, adapt = target["image"], target["fields"], target.get("adapt", {})
 
     def send(items, index):
         if not items:
@@ -50,17 +50,12 @@ def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target: dict) -> None
         path = items[min(index or 0, len(items) - 1)][0]
         value = ({"background": path, "layers": [], "composite": path}
                  if isinstance(image_box, gr.ImageEditor) else path)
-        settings = settings_of_image(path)
+        settings = pnginfo.read_file(path)[2]
+        settings.update({key: change(settings[key]) for key, change in adapt.items() if key in settings})
         return [value, *(settings.get(key, gr.update()) for key in fields), gr.Tabs(selected=tab_id)]
 
     source["send"][tab_id].click(send, [source["gallery"], source["selected"]],
                                  [image_box, *fields.values(), tabs], api_visibility="private")
-
-
-def settings_of_image(path: str) -> dict:
-    with Image.open(path) as image:
-        text = metadata.read_parameters(image)
-    return metadata.settings_from_parameters(metadata.parse_parameters(text)) if text else {}
 
 
 def wire_restore(tabs: gr.Tabs, source: dict, tab_id: str, targets: list, keys: list[str]) -> None:

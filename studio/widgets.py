@@ -49,10 +49,12 @@ def prompt_row(prefix: str, placeholder: str = "a red circle on a blue backgroun
     return PromptRow(prompt, negative, generate, stop)
 
 
-def model_picker(manager, prefix: str) -> tuple[gr.Dropdown, gr.Button]:
-    default = manager.default_entry
+def model_picker(manager, prefix: str, task: str = "text2image") -> tuple[gr.Dropdown, gr.Button]:
+    default = manager.default_entry.name if manager.default_entry else None
+    if task == "inpaint":
+        default = manager.catalog.inpainting_choice(default)
     with gr.Row(equal_height=True):
-        model = gr.Dropdown(manager.catalog.names(), value=default.name if default else None, label="Model",
+        model = gr.Dropdown(manager.catalog.names(task), value=default, label="Model",
                             allow_custom_value=True, elem_id=f"{prefix}_model", info=manager.default_reason, scale=5)
         refresh = gr.Button("↻", scale=0, min_width=44, elem_id=f"{prefix}_refresh_models")
     return model, refresh
@@ -92,7 +94,8 @@ def finish(engine, job, progress):
     return [(str(s.path), f"seed {s.generated.seed}") for s in saved], (texts[0] if texts else ""), texts
 
 
-def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, sizes=(), stop_api: str | None = None):
+def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, sizes=(), stop_api: str | None = None,
+                task: str = "text2image"):
     """Stop, model refresh, model defaults and gallery selection — the same in every tab."""
     manager = engine.manager
 
@@ -112,7 +115,7 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
 
     row.stop.click(stop_jobs, None, None, queue=False, api_name=stop_api,
                    api_visibility="public" if stop_api else "private")
-    sampling.refresh.click(lambda: gr.update(choices=manager.catalog.names()), None, sampling.model,
+    sampling.refresh.click(lambda: gr.update(choices=manager.catalog.names(task)), None, sampling.model,
                            api_visibility="private")
     # .input, not .change: restoring settings (PNG info) sets the model without resetting the rest
     sampling.model.input(use_model_defaults, sampling.model, [sampling.sampler, sampling.steps, sampling.cfg, *sizes],

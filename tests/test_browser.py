@@ -127,6 +127,43 @@ def test_send_to_controlnet_preview_the_map_and_generate(page, engine):
     assert "ControlNet 0: \"Module: none, Model: controlnet/" in info  # the previewed map was used as is
 
 
+def test_xy_grid_in_the_browser(page, engine):
+    page.get_by_role("tab", name="Text to image").click()
+    page.locator("#txt2img_prompt textarea").fill("a red circle")
+    page.get_by_text("X/Y grid").click()
+    page.locator("#txt2img_x_values textarea, #txt2img_x_values input").first.fill("1, 2")
+    old = page.locator("#txt2img_gallery img").first.get_attribute("src")
+    page.locator("#txt2img_grid_generate").click()
+    page.wait_for_function("(old) => { const f = [...document.querySelectorAll('#txt2img_gallery img')];"
+                           " return f.length === 3 && !f.some(i => i.src === old) && f[0].complete; }",
+                           arg=old, timeout=120_000)
+    page.screenshot(path=str(ARTIFACTS / "xy_grid.png"), full_page=True)
+    info = page.locator("#txt2img_info textarea").input_value()
+    assert "X Type: Steps" in info and 'X Values: "1, 2"' in info
+    grid = newest(engine, "txt2img-grids")
+    width, height = Image.open(grid).size
+    assert width == 2 * 64 and height > 64  # two cells side by side under a row of labels
+
+
+def test_history_shows_the_newest_output_and_reuses_its_settings(page, engine):
+    from pipelines.text2image import Text2ImageRequest
+
+    saved, _ = engine.submit_text2image(Text2ImageRequest("a green square", model=TINY, steps=1, width=64,
+                                                          height=64)).outcome()
+    newest_image = saved[0].path
+    page.get_by_role("tab", name="History").click()
+    page.locator("#history_gallery img").first.wait_for(timeout=30_000)
+    page.locator("#history_gallery img").first.click()
+    page.wait_for_function("() => document.querySelector('#history_text textarea').value.includes('Steps:')",
+                           timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)
+    assert page.locator("#history_text textarea").input_value() == metadata.read_parameters(Image.open(newest_image))
+    page.locator("#history_reuse").click()
+    page.wait_for_timeout(500)
+    prompt = metadata.parse_parameters(metadata.read_parameters(Image.open(newest_image)))["Prompt"]
+    assert page.locator("#txt2img_prompt textarea").input_value() == prompt
+
+
 def shown(page, gallery: str) -> None:
     """Wait until the gallery's first image has actually loaded in the browser (not just its tag)."""
     page.locator(f"{gallery} img").first.wait_for(timeout=120_000)

@@ -48,3 +48,17 @@ def test_bad_kind_and_format_are_refused(tmp_path):
         store.folder("../escape")
     with pytest.raises(ValueError, match="output format"):
         store.save_image(Image.new("RGB", (8, 8)), "x", "txt2img", "1", fmt="exe")
+
+
+def test_history_pages_newest_first_and_filters_by_folder(tmp_path):
+    store = OutputStore(tmp_path)
+    saved = [store.save_image(Image.new("RGB", (8, 8), (i, 0, 0)), f"n {i}", "txt2img" if i % 2 else "inpaint", "s")
+             for i in range(7)]
+    first, pages = store.history(per_page=3)
+    assert pages == 3 and len(first) == 3
+    everything = first + store.history(page=1, per_page=3)[0] + store.history(page=2, per_page=3)[0]
+    assert everything == saved[::-1]
+    inpainted, pages = store.history("inpaint", per_page=10)
+    assert pages == 1 and inpainted == [saved[6], saved[4], saved[2], saved[0]]  # newest first within a folder
+    assert store.history(page=99, per_page=3)[0] == store.history(page=2, per_page=3)[0]  # past the end: last page
+    assert store.kinds() == ["inpaint", "txt2img"]

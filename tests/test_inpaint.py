@@ -89,6 +89,25 @@ def test_a_dedicated_nine_channel_inpainting_model_loads_by_path_and_runs(engine
     assert np.array_equal(result[~mask], np.asarray(scene())[~mask])
     with pytest.raises(StudioError, match="dedicated inpainting model"):
         engine.manager.pipeline(engine.manager.entry("tiny-inpaint"), "text2image")
+    catalog = engine.manager.catalog  # told apart by its UNet config, without loading weights
+    assert catalog.resolve("tiny-inpaint").task == "inpaint"
+    assert "tiny-inpaint" in catalog.names("inpaint") and "tiny-inpaint" not in catalog.names("text2image")
+    assert TINY in catalog.names("inpaint")  # plain models inpaint too (blend mode)
+
+
+def test_a_model_card_names_its_inpainting_variant(tmp_path):
+    from pipelines.models import Catalog
+    from tiny_models import save_tiny_sd
+
+    demo = tmp_path / "demo"
+    save_tiny_sd(demo / "base")
+    save_tiny_sd(demo / "base-inpaint", in_channels=9)
+    (demo / "base" / "studio.json").write_text('{"name": "Base", "inpainting_model": "Base inpainting"}')
+    (demo / "base-inpaint" / "studio.json").write_text('{"name": "Base inpainting", "task": "inpaint"}')
+    catalog = Catalog(tmp_path / "models", demo_dir=demo)
+    assert catalog.default(cuda=False)[0].name == "Base"  # an inpainting model is never the default
+    assert catalog.inpainting_choice("Base") == "Base inpainting"
+    assert catalog.inpainting_choice("stable-diffusion-v1-5/stable-diffusion-v1-5").endswith("v1-5")
 
 
 def test_masks_from_a_painted_layer_and_of_another_size(engine):

@@ -51,7 +51,7 @@ def build(engine) -> dict:
                     with gr.Row():
                         out_up = gr.Slider(0, MAX_OUTPAINT, step=8, value=0, label="Up")
                         out_down = gr.Slider(0, MAX_OUTPAINT, step=8, value=0, label="Down")
-                model, refresh = model_picker(manager, "inpaint")
+                model, refresh = model_picker(manager, "inpaint", task="inpaint")
                 strength = gr.Slider(0.01, 1.0, step=0.01, value=1.0, label="Denoising strength")
                 sampling = sampling_controls(engine, "inpaint", model, refresh)
                 batch_size = gr.Slider(1, MAX_BATCH_SIZE, step=1, value=1, label="Batch size")
@@ -80,5 +80,7 @@ def build(engine) -> dict:
               out_up, out_down]
     outputs = [results.gallery, results.info, results.texts, mask_preview]
     row.generate.click(run, inputs, outputs, api_name="inpaint", concurrency_id=GPU, concurrency_limit=1)
-    wire_common(engine, row, sampling, results)
-    return {"image": editor, "fields": settings_fields(row, sampling)}
+    wire_common(engine, row, sampling, results, task="inpaint")
+    # an image sent here from another tab is inpainted with its model's dedicated inpainting variant, if any
+    return {"image": editor, "fields": settings_fields(row, sampling),
+            "adapt": {"model": manager.catalog.inpainting_choice}}

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from pipelines import metadata
 from pipelines.images import MAX_INPUT_PIXELS
+
+
+def read_file(path: str) -> tuple[str, dict, dict]:
+    """Parameters text, parsed fields and restorable settings of an image file on disk."""
+    with Image.open(path) as image:
+        return read(image)
 
 
 def read(image) -> tuple[str, dict, dict]:

@@ -10,12 +10,12 @@ from pipelines.samplers import sampler_names
 from pipelines.settings import StudioSettings
 from pipelines.text2image import MAX_CFG, MAX_SIZE, MAX_STEPS
 
-CATALOG_COLUMNS = ["name", "source", "location", "size", "steps", "CFG", "sampler"]
+CATALOG_COLUMNS = ["name", "task", "source", "location", "size", "steps", "CFG", "sampler"]
 
 
 def catalog_rows(engine) -> list[list]:
     loaded = engine.manager.loaded
-    return [[("● " if loaded and e.name == loaded.name else "") + e.name, e.source, e.location,
+    return [[("● " if loaded and e.name == loaded.name else "") + e.name, e.task, e.source, e.location,
              f"{e.width}x{e.height}", e.steps, e.cfg_scale, e.sampler] for e in engine.manager.catalog.entries()]
 
 
@@ -31,7 +31,7 @@ def build(engine) -> None:
                                interactive=False, elem_id="settings_catalog")
         with gr.Accordion("Defaults (kept across restarts; 0 or empty = the model's own)", open=True):
             with gr.Row():
-                model = gr.Dropdown(["", *engine.manager.catalog.names()], value=saved.default_model,
+                model = gr.Dropdown(["", *engine.manager.catalog.names("text2image")], value=saved.default_model,
                                     label="Default model", allow_custom_value=True, elem_id="settings_model")
                 sampler = gr.Dropdown(["", *sampler_names()], value=saved.sampler, label="Sampler",
                                       elem_id="settings_sampler")

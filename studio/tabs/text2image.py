@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines import hires
+from pipelines import hires, xygrid
 from pipelines.text2image import MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_SIZE, MAX_STEPS, MIN_SIZE, Text2ImageRequest
 from studio.jobs_ui import session_of
 from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
@@ -43,6 +43,17 @@ def build(engine) -> dict:
                     init_image = gr.Image(label="Init image (optional)", type="pil", image_mode=None,
                                           sources=["upload", "clipboard"])
                     strength = gr.Slider(0.01, 1.0, step=0.01, value=0.75, label="Denoising strength")
+                with gr.Accordion("X/Y grid", open=False):
+                    axes = list(xygrid.AXES)
+                    with gr.Row():
+                        x_type = gr.Dropdown(axes[1:], value="Steps", label="X type", elem_id="txt2img_x_type")
+                        x_values = gr.Textbox(label="X values", placeholder="10, 20, 30  or  10-30 (+10)",
+                                              elem_id="txt2img_x_values")
+                    with gr.Row():
+                        y_type = gr.Dropdown(axes, value=xygrid.NOTHING, label="Y type", elem_id="txt2img_y_type")
+                        y_values = gr.Textbox(label="Y values", placeholder="1, 4, 7  or  a red, a blue (Prompt S/R)",
+                                              elem_id="txt2img_y_values")
+                    grid_button = gr.Button("Generate grid", elem_id="txt2img_grid_generate")
             with gr.Column(scale=3):
                 results = results_panel("txt2img")
                 selected = gr.State(0)  # which gallery image the send-to buttons carry
@@ -50,19 +61,25 @@ def build(engine) -> dict:
                     send_buttons = {tab: gr.Button(f"Send to {label}", size="sm", elem_id=f"send_to_{tab}")
                                     for tab, label in (("inpaint", "inpaint"), ("controlnet", "ControlNet"))}
 
-    def run(prompt, negative, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-            init_image, strength, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_strength, request: gr.Request,
-            progress=gr.Progress()):
+    def request_from(prompt, negative, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
+                     init_image, strength, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_strength):
         hires_on = bool(enable_hr) and init_image is None
-        job = engine.submit_text2image(Text2ImageRequest(
+        return Text2ImageRequest(
             prompt=prompt or "", negative_prompt=negative or "", model=model or "", sampler=sampler,
             steps=as_int(steps), cfg_scale=cfg, width=as_int(width), height=as_int(height),
             seed=-1 if seed is None else as_int(seed), batch_count=as_int(batch_count) or 1,
             batch_size=as_int(batch_size) or 1, init_image=init_image,
             strength=hr_strength if hires_on else strength, enable_hr=hires_on, hr_scale=hr_scale,
-            hr_upscaler=hr_upscaler, hr_steps=as_int(hr_steps) or 0,
-        ), owner=session_of(request))
+            hr_upscaler=hr_upscaler, hr_steps=as_int(hr_steps) or 0)
+
+    def run(request: gr.Request, progress=gr.Progress(), *values):
+        job = engine.submit_text2image(request_from(*values), owner=session_of(request))
         return finish(engine, job, progress)
+
+    def run_grid(request: gr.Request, progress=gr.Progress(), *values):
+        x_type, x_values, y_type, y_values = values[-4:]
+        grid = xygrid.XYGridRequest(request_from(*values[:-4]), x_type, x_values or "", y_type, y_values or "")
+        return finish(engine, engine.submit_xygrid(grid, owner=session_of(request)), progress)
 
     inputs = [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg, width, height,
               sampling.seed, batch_count, batch_size, init_image, strength, enable_hr, hr_upscaler, hr_scale, hr_steps,
@@ -70,6 +87,8 @@ def build(engine) -> dict:
     outputs = [results.gallery, results.info, results.texts]
     row.generate.click(run, inputs, outputs, api_name="txt2img", concurrency_id=GPU, concurrency_limit=1)
     row.prompt.submit(run, inputs, outputs, api_visibility="private", concurrency_id=GPU, concurrency_limit=1)
+    grid_button.click(run_grid, [*inputs, x_type, x_values, y_type, y_values], outputs, api_name="xy_grid",
+                      concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
     def remember(evt: gr.SelectData):
         return evt.index
