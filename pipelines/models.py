@@ -44,9 +44,13 @@ class ModelEntry:
 
 
 SD15_DEFAULTS = dict(width=512, height=512, steps=25, cfg_scale=7.0, sampler="DPM++ 2M Karras")
+SD15_INPAINTING = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 HUB_MODELS = [
     ModelEntry("stable-diffusion-v1-5/stable-diffusion-v1-5", "hub",
-               "stable-diffusion-v1-5/stable-diffusion-v1-5", description="Stable Diffusion 1.5", **SD15_DEFAULTS),
+               "stable-diffusion-v1-5/stable-diffusion-v1-5", description="Stable Diffusion 1.5",
+               inpainting_model=SD15_INPAINTING, **SD15_DEFAULTS),
+    ModelEntry(SD15_INPAINTING, "hub", SD15_INPAINTING, description="Stable Diffusion 1.5 inpainting (9-channel UNet)",
+               task="inpaint", **SD15_DEFAULTS),
 ]
 
 
@@ -96,16 +100,21 @@ class Catalog:
         return demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
 
     def names(self, task: str | None = None) -> list[str]:
-        """Every model's name, or those a tab for `task` can use (any model can inpaint in blend mode)."""
-        return [e.name for e in self.entries() if task in (None, "inpaint", e.task)]
+        """Every model's name, or those a tab for `task` can use (text-to-image models inpaint in blend mode)."""
+        usable = {None: None, "inpaint": ("text2image", "inpaint")}.get(task, (task,))
+        return [e.name for e in self.entries() if usable is None or e.task in usable]
 
     def inpainting_choice(self, name: str | None) -> str | None:
-        """The model the Inpaint tab should use for `name`: its dedicated inpainting variant when it has one."""
+        """The model the Inpaint tab should use for `name`: its dedicated inpainting variant when it has one
+        that loads without a download (a hub variant counts once it is in the local cache)."""
         try:
-            entry = self.resolve(name)
+            wanted = self.resolve(name).inpainting_model if name else ""
+            variant = self.resolve(wanted) if wanted else None
         except StudioError:
             return name
-        return entry.inpainting_model if entry.inpainting_model in self.names() else name
+        if variant is None or (variant.source == "hub" and not hub_model_is_cached(variant.location)):
+            return name
+        return variant.name
 
     def default(self, cuda: bool) -> tuple[ModelEntry, str]:
         """The model to start on, and why (shown in the UI)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.tabs import controlnet, history, inpaint, pnginfo, settings, text2image
+from studio.widgets import SEND_TARGETS, Results
 
 CSS = """
 #txt2img_generate, #inpaint_generate, #controlnet_generate { min-height: 3.2em; }
@@ -23,8 +24,10 @@ def build_app(engine) -> gr.Blocks:
             info = pnginfo.build(engine)
             past = history.build(engine)
             settings.build(engine)
-        wire_send_to(tabs, txt2img, "inpaint", inpainting)
-        wire_send_to(tabs, txt2img, "controlnet", control)
+        receivers = {"img2img": txt2img, "inpaint": inpainting, "controlnet": control}
+        for source in (txt2img, control, inpainting):
+            for target_id, button in source["results"].send.items():
+                wire_send_to(tabs, source["results"], button, receivers[target_id], SEND_TARGETS[target_id][1])
         for source in (info, past):
             wire_restore(tabs, source, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS)
         app.load(lambda: defaults_for_page(engine), None, txt2img["defaults"], api_visibility="private")
@@ -39,10 +42,11 @@ def defaults_for_page(engine) -> list:
             *(values[k] for k in ("sampler", "steps", "cfg_scale", "width", "height"))]
 
 
-def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target: dict) -> None:
-    """`source`'s send button for `tab_id` puts the selected gallery image into the target tab's input
-    and fills its prompt, model and sampling controls from the image's own parameters (as A1111 does)."""
+def wire_send_to(tabs: gr.Tabs, source: Results, button: gr.Button, target: dict, tab_id: str) -> None:
+    """`button` puts the selected gallery image into the target tab's input and fills its prompt, model
+    and sampling controls from the image's own parameters (as A1111 does), then opens that tab."""
     image_box, fields, adapt = target["image"], target["fields"], target.get("adapt", {})
+    reveal = [target["reveal"]] if "reveal" in target else []  # e.g. a folded accordion holding the input
 
     def send(items, index):
         if not items:
@@ -52,10 +56,11 @@ def wire_send_to(tabs: gr.Tabs, source: dict, tab_id: str, target: dict) -> None
                  if isinstance(image_box, gr.ImageEditor) else path)
         settings = pnginfo.read_file(path)[2]
         settings.update({key: change(settings[key]) for key, change in adapt.items() if key in settings})
-        return [value, *(settings.get(key, gr.update()) for key in fields), gr.Tabs(selected=tab_id)]
+        return [value, *(settings.get(key, gr.update()) for key in fields), *(gr.Accordion(open=True) for _ in reveal),
+                gr.Tabs(selected=tab_id)]
 
-    source["send"][tab_id].click(send, [source["gallery"], source["selected"]],
-                                 [image_box, *fields.values(), tabs], api_visibility="private")
+    button.click(send, [source.gallery, source.selected], [image_box, *fields.values(), *reveal, tabs],
+                 api_visibility="private")
 
 
 def wire_restore(tabs: gr.Tabs, source: dict, tab_id: str, targets: list, keys: list[str]) -> None:
@@ -63,6 +68,7 @@ def wire_restore(tabs: gr.Tabs, source: dict, tab_id: str, targets: list, keys: 
     def send(settings):
         if not settings:
             raise gr.Error("Drop an image that carries generation parameters first.")
+        settings = {"init_image": None, "enable_hr": False, **settings}  # the whole recipe: nothing stale stays on
         return [settings.get(key, gr.update()) for key in keys] + [gr.Tabs(selected=tab_id)]
 
     source["send"].click(send, source["settings"], [*targets, tabs], api_visibility="private")

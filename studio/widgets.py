@@ -36,6 +36,13 @@ class Results:
     gallery: gr.Gallery
     info: gr.Textbox
     texts: gr.State
+    selected: gr.State  # index of the gallery image the send-to buttons carry
+    send: dict  # target id → its "Send to" button
+
+
+# Tabs that take an image, by target id: (button label, tab id). Every gallery can send to each.
+SEND_TARGETS = {"img2img": ("image to image", "txt2img"), "inpaint": ("inpaint", "inpaint"),
+                "controlnet": ("ControlNet", "controlnet")}
 
 
 def prompt_row(prefix: str, placeholder: str = "a red circle on a blue background") -> PromptRow:
@@ -82,7 +89,10 @@ def results_panel(prefix: str) -> Results:
     gallery = gr.Gallery(label="Results", columns=2, format="png", elem_id=f"{prefix}_gallery",
                          buttons=["download", "fullscreen"])
     info = gr.Textbox(label="Generation info", lines=4, interactive=False, buttons=["copy"], elem_id=f"{prefix}_info")
-    return Results(gallery, info, gr.State([]))
+    with gr.Row():
+        send = {target: gr.Button(f"Send to {label}", size="sm", elem_id=f"{prefix}_send_to_{target}", min_width=80)
+                for target, (label, _tab) in SEND_TARGETS.items()}
+    return Results(gallery, info, gr.State([]), gr.State(0), send)
 
 
 def finish(engine, job, progress):
@@ -111,7 +121,7 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
         return [entry.sampler, entry.steps, entry.cfg_scale, entry.width, entry.height][:3 + len(sizes)]
 
     def show_info(texts, evt: gr.SelectData):
-        return texts[evt.index] if evt.index < len(texts) else ""
+        return (texts[evt.index] if evt.index < len(texts) else ""), evt.index
 
     row.stop.click(stop_jobs, None, None, queue=False, api_name=stop_api,
                    api_visibility="public" if stop_api else "private")
@@ -120,7 +130,7 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
     # .input, not .change: restoring settings (PNG info) sets the model without resetting the rest
     sampling.model.input(use_model_defaults, sampling.model, [sampling.sampler, sampling.steps, sampling.cfg, *sizes],
                           api_visibility="private")
-    results.gallery.select(show_info, [results.texts], results.info, api_visibility="private")
+    results.gallery.select(show_info, [results.texts], [results.info, results.selected], api_visibility="private")
 
 
 def as_int(value):

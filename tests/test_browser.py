@@ -43,9 +43,7 @@ def page(engine, models_dir):
 
 def test_text_to_image_in_the_browser(page, engine):
     page.get_by_label("Prompt", exact=True).fill("a red circle on a blue background")
-    model = page.locator("#txt2img_model input")
-    model.fill(TINY)
-    model.press("Enter")
+    choose(page, "#txt2img_model input", TINY)
     for size in ("#txt2img_width", "#txt2img_height"):
         box = page.locator(f"{size} input[type=number]")
         box.fill("64")
@@ -62,7 +60,7 @@ def test_text_to_image_in_the_browser(page, engine):
 
 def test_send_to_inpaint_paint_a_mask_and_inpaint(page, engine):
     source = newest(engine, "txt2img")
-    page.locator("#send_to_inpaint").click()
+    page.locator("#txt2img_send_to_inpaint").click()
     canvas = page.locator("#inpaint_editor canvas").first
     canvas.wait_for(timeout=30_000)
     page.locator("#inpaint_editor button[aria-label='Brush']").click()
@@ -86,6 +84,10 @@ def test_send_to_inpaint_paint_a_mask_and_inpaint(page, engine):
     for rows, cols in corners:  # far from the stroke: untouched
         assert np.array_equal(before[rows, cols], after[rows, cols])
     assert not np.array_equal(before, after)  # under the stroke: repainted
+    # and on to image to image: the init image and the inpainting prompt arrive in the first tab
+    page.locator("#inpaint_send_to_img2img").click()
+    page.locator("#txt2img_init_image img").first.wait_for(timeout=30_000)
+    assert page.locator("#txt2img_prompt textarea").input_value() == "a yellow triangle"
 
 
 def test_png_info_reads_an_image_and_send_to_txt2img_regenerates_it(page, engine):
@@ -111,7 +113,7 @@ def test_png_info_reads_an_image_and_send_to_txt2img_regenerates_it(page, engine
 
 def test_send_to_controlnet_preview_the_map_and_generate(page, engine):
     page.get_by_role("tab", name="Text to image").click()
-    page.locator("#send_to_controlnet").click()
+    page.locator("#txt2img_send_to_controlnet").click()
     page.locator("#cn0_image img").first.wait_for(timeout=30_000)
     # the image's own parameters came along: its model (not the studio default) and prompt
     assert page.locator("#controlnet_model input").input_value() == TINY
@@ -162,6 +164,18 @@ def test_history_shows_the_newest_output_and_reuses_its_settings(page, engine):
     page.wait_for_timeout(500)
     prompt = metadata.parse_parameters(metadata.read_parameters(Image.open(newest_image)))["Prompt"]
     assert page.locator("#txt2img_prompt textarea").input_value() == prompt
+
+
+def choose(page, selector: str, value: str) -> None:
+    """Type a value into a dropdown; again if the page-load event (saved defaults) reset it meanwhile."""
+    box = page.locator(selector)
+    for _ in range(10):
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_timeout(700)
+        if box.input_value() == value:
+            return
+    raise AssertionError(f"{selector} does not keep {value!r}")
 
 
 def shown(page, gallery: str) -> None:

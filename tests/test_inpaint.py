@@ -107,7 +107,10 @@ def test_a_model_card_names_its_inpainting_variant(tmp_path):
     catalog = Catalog(tmp_path / "models", demo_dir=demo)
     assert catalog.default(cuda=False)[0].name == "Base"  # an inpainting model is never the default
     assert catalog.inpainting_choice("Base") == "Base inpainting"
+    assert catalog.inpainting_choice(TINY) == TINY  # no variant: the model itself (blend mode)
+    # a hub variant is chosen only once downloaded: offline, SD 1.5 stays itself
     assert catalog.inpainting_choice("stable-diffusion-v1-5/stable-diffusion-v1-5").endswith("v1-5")
+    assert catalog.resolve("stable-diffusion-v1-5/stable-diffusion-inpainting").task == "inpaint"
 
 
 def test_masks_from_a_painted_layer_and_of_another_size(engine):

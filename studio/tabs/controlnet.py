@@ -99,4 +99,4 @@ def build(engine) -> dict:
     row.generate.click(run, [*settings, *unit_inputs], [results.gallery, results.info, results.texts],
                        api_name="controlnet", concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height))
-    return {"image": units[0][1], "fields": settings_fields(row, sampling, width=width, height=height)}
+    return {"results": results, "image": units[0][1], "fields": settings_fields(row, sampling, width=width, height=height)}

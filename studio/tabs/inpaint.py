@@ -82,5 +82,5 @@ def build(engine) -> dict:
     row.generate.click(run, inputs, outputs, api_name="inpaint", concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, task="inpaint")
     # an image sent here from another tab is inpainted with its model's dedicated inpainting variant, if any
-    return {"image": editor, "fields": settings_fields(row, sampling),
+    return {"results": results, "image": editor, "fields": settings_fields(row, sampling),
             "adapt": {"model": manager.catalog.inpainting_choice}}

@@ -8,7 +8,7 @@ from pipelines import hires, xygrid
 from pipelines.text2image import MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_SIZE, MAX_STEPS, MIN_SIZE, Text2ImageRequest
 from studio.jobs_ui import session_of
 from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
-                            wire_common)
+                            settings_fields, wire_common)
 
 
 def build(engine) -> dict:
@@ -39,9 +39,9 @@ def build(engine) -> dict:
                         hr_steps = gr.Slider(0, MAX_STEPS, step=1, value=0, label="Hires steps (0 = same)")
                         hr_strength = gr.Slider(0.0, 1.0, step=0.01, value=0.7, label="Denoising strength",
                                                 elem_id="txt2img_hr_strength")
-                with gr.Accordion("Image to image", open=False):
+                with gr.Accordion("Image to image", open=False) as img2img_box:
                     init_image = gr.Image(label="Init image (optional)", type="pil", image_mode=None,
-                                          sources=["upload", "clipboard"])
+                                          sources=["upload", "clipboard"], elem_id="txt2img_init_image")
                     strength = gr.Slider(0.01, 1.0, step=0.01, value=0.75, label="Denoising strength")
                 with gr.Accordion("X/Y grid", open=False):
                     axes = list(xygrid.AXES)
@@ -56,10 +56,6 @@ def build(engine) -> dict:
                     grid_button = gr.Button("Generate grid", elem_id="txt2img_grid_generate")
             with gr.Column(scale=3):
                 results = results_panel("txt2img")
-                selected = gr.State(0)  # which gallery image the send-to buttons carry
-                with gr.Row():
-                    send_buttons = {tab: gr.Button(f"Send to {label}", size="sm", elem_id=f"send_to_{tab}")
-                                    for tab, label in (("inpaint", "inpaint"), ("controlnet", "ControlNet"))}
 
     def request_from(prompt, negative, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
                      init_image, strength, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_strength):
@@ -90,16 +86,14 @@ def build(engine) -> dict:
     grid_button.click(run_grid, [*inputs, x_type, x_values, y_type, y_values], outputs, api_name="xy_grid",
                       concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
-    def remember(evt: gr.SelectData):
-        return evt.index
-
-    results.gallery.select(remember, None, selected, api_visibility="private")
-    return {"gallery": results.gallery, "texts": results.texts, "send": send_buttons, "selected": selected,
+    return {"results": results, "image": init_image, "reveal": img2img_box,
+            "fields": settings_fields(row, sampling, width=width, height=height),
             "restore": [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg,
                         sampling.seed, width, height, strength, enable_hr, hr_scale, hr_steps, hr_upscaler,
-                        hr_strength],
+                        hr_strength, init_image],
             "defaults": [model, sampling.sampler, sampling.steps, sampling.cfg, width, height]}
 
 
 RESTORED_KEYS = ["prompt", "negative_prompt", "model", "sampler", "steps", "cfg_scale", "seed", "width", "height",
-                 "denoising_strength", "enable_hr", "hr_scale", "hr_steps", "hr_upscaler", "hr_strength"]
+                 "denoising_strength", "enable_hr", "hr_scale", "hr_steps", "hr_upscaler", "hr_strength",
+                 "init_image"]
