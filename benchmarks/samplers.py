@@ -23,11 +23,14 @@ def main() -> None:
     import torch
 
     from pipelines.demo.evaluate import DEFAULT_MODEL, adherence, load, set_sampler
+    from pipelines.errors import StudioError
+    from pipelines.samplers import check_schedule
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32, help="prompts per setting")
     parser.add_argument("--steps", type=int, nargs="*", default=[5, 10, 20, 40])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--samplers", nargs="*", default=SAMPLERS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     card = json.loads((DEFAULT_MODEL / "studio.json").read_text())
@@ -35,6 +38,7 @@ def main() -> None:
 
     def measure(sampler: str, steps: int) -> dict:
         set_sampler(pipe, sampler)
+        check_schedule(pipe.scheduler, sampler, steps)  # as the studio does before sampling
         result = adherence(pipe, steps=steps, cfg=card["cfg_scale"], n=args.n)
         result.pop("images")
         return result
@@ -45,9 +49,13 @@ def main() -> None:
           f"{base['all']:.3f} right, {1000 * base['sec_per_image']:.0f} ms/image")
     print(f"{'sampler':>16} {'steps':>5} {'colour+shape':>12} {'background':>10} {'all':>6} {'ms/img':>7} "
           f"{'time ratio':>10}")
-    for sampler in SAMPLERS:
+    for sampler in args.samplers:
         for steps in args.steps:
-            r = measure(sampler, steps)
+            try:
+                r = measure(sampler, steps)
+            except StudioError as error:
+                print(f"{sampler:>16} {steps:>5} refused: {error}")
+                continue
             print(f"{sampler:>16} {steps:>5} {r['color_shape']:>12.3f} {r['background']:>10.3f} {r['all']:>6.3f} "
                   f"{1000 * r['sec_per_image']:>7.0f} {r['sec_per_image'] / base['sec_per_image']:>10.2f}",
                   flush=True)

@@ -10,12 +10,13 @@ from PIL import Image
 
 from pipelines.errors import JobCancelled
 from pipelines.runtime import decode_latents, run_with_oom_retry
-from pipelines.samplers import build_scheduler
+from pipelines.samplers import build_scheduler, check_schedule
 
 
 def denoise(pipe, manager, sampler: str, seeds: list[int], progress, **pipe_args) -> torch.Tensor:
     """Run `pipe` to latents for one batch (image i gets seed i); stop at the next step on cancel."""
     pipe.scheduler = build_scheduler(sampler, manager.base_scheduler_config, seed=seeds[0])
+    check_schedule(pipe.scheduler, sampler, pipe_args["num_inference_steps"])
 
     def on_step(p, step, timestep, tensors):
         progress.report(step + 1, p.num_timesteps)

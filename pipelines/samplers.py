@@ -55,3 +55,19 @@ def build_scheduler(name: str, base_config, seed: int | None = None):
         overrides["noise_sampler_seed"] = seed  # SDE samplers draw their own noise: seed it too
     return cls.from_config(base_config, **overrides)
 
+
+
+def check_schedule(scheduler, name: str, steps: int) -> None:
+    """Karras sigmas on a schedule with a huge sigma_max (e.g. a cosine one) crowd the steps at the top
+    into repeated timesteps: diffusers then samples nonsense or fails mid-run. Refuse that up front."""
+    if not getattr(scheduler.config, "use_karras_sigmas", False):
+        return
+    plain = type(scheduler).from_config(scheduler.config, use_karras_sigmas=False)
+    counts = []
+    for candidate in (scheduler, plain):
+        candidate.set_timesteps(steps)
+        counts.append(len(set(candidate.timesteps.tolist())))
+    if counts[0] < counts[1]:
+        raise StudioError(f"'{name}' repeats timesteps at {steps} steps with this model's noise schedule "
+                          f"({scheduler.config.beta_schedule}): use '{name.removesuffix(' Karras')}' or another "
+                          "sampler.")
