@@ -39,6 +39,9 @@ FLOW_SAMPLERS: dict[str, tuple[str, dict]] = {
 }
 
 
+SAMPLER_KEYS = {key for _, extra in {**SAMPLERS, **FLOW_SAMPLERS}.values() for key in extra}
+
+
 def sampler_names() -> list[str]:
     return list(SAMPLERS)
 
@@ -50,6 +53,8 @@ def build_scheduler(name: str, base_config, seed: int | None = None):
         raise StudioError(f"Unknown sampler '{name}'. Choose one of: {', '.join(table)}.")
     class_name, extra = table[name]
     cls = getattr(diffusers, class_name)
+    # the sampler name alone decides Karras sigmas, solver type…: drop what a previous sampler set
+    base_config = {k: v for k, v in dict(base_config).items() if k not in SAMPLER_KEYS}
     overrides = dict(extra)
     if seed is not None and "noise_sampler_seed" in inspect.signature(cls.__init__).parameters:
         overrides["noise_sampler_seed"] = seed  # SDE samplers draw their own noise: seed it too

@@ -136,3 +136,13 @@ def test_single_file_safetensors_checkpoint_loads_offline_with_its_config(engine
     folder = generate(engine, model=TINY)
     assert np.array_equal(pixels(single)[0], pixels(folder)[0])  # same weights, same image
     assert "Model: tiny-single.safetensors," in single.images[0].parameters
+
+
+def test_a_sampler_is_built_from_its_name_alone_not_from_the_previous_one():
+    from pipelines.samplers import build_scheduler
+
+    base = build_scheduler("DDIM", {"num_train_timesteps": 1000}).config
+    karras = build_scheduler("DPM++ 2M SDE Karras", base)
+    plain = build_scheduler("DPM++ 2M", karras.config)  # chained, as a benchmark or a UI switch would
+    assert plain.config.use_karras_sigmas is False and plain.config.algorithm_type == "dpmsolver++"
+    assert build_scheduler("UniPC", karras.config).config.use_karras_sigmas is False
