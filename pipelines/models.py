@@ -35,6 +35,7 @@ class ModelEntry:
     cfg_scale: float = 7.0
     sampler: str = "DPM++ 2M Karras"
     description: str = ""
+    task: str = "image"  # "image" (the image tabs) or "pointcloud" (the 3D tab)
 
     @property
     def is_single_file(self) -> bool:
@@ -48,9 +49,22 @@ HUB_MODELS = [
 ]
 
 
+POINTCLOUD_PIPELINES = ("PointCloudPipeline", "ShapEPipeline")
+
+
 def demo_entries(folder: Path = ASSETS_MODELS) -> list[ModelEntry]:
     """Demo models shipped under assets/models, each described by its studio.json."""
     return [entry_for_folder(card.parent, "demo") for card in sorted(folder.glob("*/studio.json"))]
+
+
+def folder_task(path: Path, info: dict) -> str:
+    """Which tabs a model serves: its card says so, else its pipeline class does."""
+    if "task" in info:
+        return info["task"]
+    index = path / "model_index.json"
+    if index.is_file() and json.loads(index.read_text()).get("_class_name") in POINTCLOUD_PIPELINES:
+        return "pointcloud"
+    return "image"
 
 
 def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelEntry:
@@ -60,7 +74,7 @@ def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelE
     settings = {**SD15_DEFAULTS, **{k: info[k] for k in SD15_DEFAULTS if k in info}}
     return ModelEntry(name or info.get("name", path.name), source, str(path),
                       description=info.get("description", "built-in demo model" if source == "demo" else ""),
-                      **settings)
+                      task=folder_task(path, info), **settings)
 
 
 @dataclass
@@ -79,8 +93,9 @@ class Catalog:
         found += [p for p in self.models_dir.glob("*.safetensors")]
         return [entry_for_folder(p, "local", p.relative_to(self.models_dir).as_posix()) for p in sorted(found)]
 
-    def entries(self) -> list[ModelEntry]:
-        return demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
+    def entries(self, task: str = "image") -> list[ModelEntry]:
+        every = demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
+        return [e for e in every if e.task == task]
 
     def names(self) -> list[str]:
         return [e.name for e in self.entries()]

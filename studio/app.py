@@ -6,10 +6,10 @@ import gradio as gr
 from PIL import Image
 
 from pipelines import metadata
-from studio.tabs import controlnet, inpaint, pnginfo, settings, text2image
+from studio.tabs import controlnet, inpaint, pnginfo, pointcloud, settings, text2image
 
 CSS = """
-#txt2img_generate, #inpaint_generate, #controlnet_generate { min-height: 3.2em; }
+#txt2img_generate, #inpaint_generate, #controlnet_generate, #pointcloud_generate { min-height: 3.2em; }
 footer { visibility: hidden; }
 """
 
@@ -22,6 +22,7 @@ def build_app(engine) -> gr.Blocks:
             txt2img = text2image.build(engine)
             control = controlnet.build(engine)
             inpainting = inpaint.build(engine)
+            pointcloud.build(engine)
             info = pnginfo.build(engine)
             settings.build(engine)
         wire_send_to(tabs, txt2img, "inpaint", inpainting)
