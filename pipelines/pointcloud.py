@@ -20,7 +20,7 @@ from pipelines.errors import JobCancelled, StudioError
 from pipelines.models import ModelEntry, ModelManager, hub_model_is_cached
 from pipelines.pointcloud_model import PointCloudPipeline, to_channels
 from pipelines.samplers import build_scheduler
-from pipelines.text2image import MAX_CFG, MAX_STEPS, VERSION, resolve_seed, validate_sampling
+from pipelines.text2image import VERSION, resolve_seed, validate_sampling
 
 MODES = ("text", "image")
 MIN_POINTS, MAX_POINTS = 16, 16384
@@ -35,7 +35,7 @@ class PointCloudRequest:
     mode: str = "text"  # "text" → 3D by diffusion, "image" → 3D by depth back-projection
     prompt: str = ""
     model: str = ""  # "" → the first point-cloud model (the demo)
-    points: int = 512
+    points: int = 256
     sampler: str | None = None  # None → the model's recommended settings
     steps: int | None = None
     guidance: float | None = None

@@ -50,8 +50,10 @@ def all_prompts() -> list[tuple[str, str]]:
     return [(c, s) for c in COLORS for s in world3d.SHAPES3D]
 
 
-def evaluate_folder(folder: str | Path, seeds: int = 2) -> dict:
-    result = evaluate(load(folder), all_prompts(), [1000 * k for k in range(seeds)])
+def evaluate_folder(folder: str | Path, card: dict, seeds: int = 2) -> dict:
+    """Every prompt × `seeds` seeds with the model card's recommended settings."""
+    result = evaluate(load(folder), all_prompts(), [1000 * k for k in range(seeds)], points=card["points"],
+                      steps=card["steps"], cfg=card["cfg_scale"], sampler=card["sampler"])
     result.pop("misses")
     return result
 

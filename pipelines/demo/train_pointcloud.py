@@ -34,7 +34,7 @@ MODEL_DIR = ROOT / "assets" / "models" / "shapes-pointcloud"
 TRAINING_DIR = ROOT / "assets" / "training" / "shapes-pointcloud"
 CAPTION_DROPOUT = 0.1  # empty prompt this often, for classifier-free guidance
 CARD = {"name": "Shapes point clouds (demo)", "task": "pointcloud", "sampler": "DPM++ 2M", "steps": 25,
-        "cfg_scale": 3.0, "points": 512,
+        "cfg_scale": 1.0, "points": 256,
         "description": "built-in demo point-cloud model trained on coloured 3D primitives "
                        "(prompts like 'a red torus': sphere, cube, cylinder, cone, torus)"}
 
@@ -118,7 +118,9 @@ def save_checkpoint(path: Path, params, ema, opt, step: int, meta: dict) -> None
     for i, p in enumerate(params):
         state = opt.state.get(p)
         if state:
-            tensors[f"opt.{i}.exp_avg"], tensors[f"opt.{i}.exp_avg_sq"] = state["exp_avg"], state["exp_avg_sq"]
+            # bf16 optimiser moments: half the size, and plenty for resuming
+            tensors[f"opt.{i}.exp_avg"] = state["exp_avg"].bfloat16()
+            tensors[f"opt.{i}.exp_avg_sq"] = state["exp_avg_sq"].bfloat16()
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={k: str(v) for k, v in {**meta, "step": step}.items()})
     os.replace(tmp, path)
@@ -135,8 +137,8 @@ def load_checkpoint(path: Path, params, ema, opt) -> int:
             p.copy_(tensors[f"param.{i}"])
             ema[i].copy_(tensors[f"ema.{i}"])
             if f"opt.{i}.exp_avg" in tensors:
-                opt.state[p] = {"step": torch.tensor(float(step)), "exp_avg": tensors[f"opt.{i}.exp_avg"],
-                                "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"]}
+                opt.state[p] = {"step": torch.tensor(float(step)), "exp_avg": tensors[f"opt.{i}.exp_avg"].float(),
+                                "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].float()}
     return step
 
 
@@ -224,7 +226,12 @@ def publish(run_dir: Path, metrics: dict | None = None) -> None:
     shutil.rmtree(MODEL_DIR, ignore_errors=True)
     os.replace(tmp, MODEL_DIR)
     TRAINING_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run_dir / "ckpt.safetensors", TRAINING_DIR / "ckpt.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / "ckpt.safetensors"), "pt") as f:
+        meta = f.metadata()
+    tensors = {k: v.bfloat16() if k.startswith("opt.") else v for k, v in load_file(str(run_dir / "ckpt.safetensors")).items()}
+    save_file(tensors, str(TRAINING_DIR / "ckpt.safetensors"), metadata=meta)
     (TRAINING_DIR / "ckpt.json").write_text(json.dumps({"step": step}) + "\n")
 
 
@@ -249,7 +256,8 @@ def main(argv=None) -> None:
     if args.publish:
         from pipelines.demo.evaluate3d import evaluate_folder
 
-        publish(args.run_dir, evaluate_folder(args.run_dir / "export"))
+        torch.set_num_threads(args.threads)
+        publish(args.run_dir, evaluate_folder(args.run_dir / "export", CARD))
     else:
         train(args)
 

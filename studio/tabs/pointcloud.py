@@ -28,7 +28,7 @@ def build(engine) -> dict:
             with gr.Column(scale=2):
                 model = gr.Dropdown(model_names(manager), value=default.name, label="Model",
                                     allow_custom_value=True, elem_id="pointcloud_model")
-                points = gr.Slider(MIN_POINTS, MAX_POINTS, step=16, value=512, label="Points",
+                points = gr.Slider(MIN_POINTS, MAX_POINTS, step=16, value=256, label="Points",
                                    elem_id="pointcloud_points")
                 with gr.Row():
                     guidance = gr.Slider(0, MAX_CFG, step=0.5, value=default.cfg_scale, label="Guidance",
