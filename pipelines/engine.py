@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import inpaint, settings, text2image, xygrid
+from pipelines import inpaint, pointcloud, settings, text2image, xygrid
 from pipelines.errors import StudioError
 from pipelines.export import OutputStore
 from pipelines.jobs import Job, JobQueue
@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 class SavedImage:
     path: Path | None
     generated: text2image.GeneratedImage
+
+
+@dataclass
+class SavedCloud:
+    ply: Path | None
+    glb: Path | None
+    generated: pointcloud.GeneratedCloud
 
 
 class Engine:
@@ -82,6 +89,20 @@ class Engine:
 
     def submit_inpaint(self, request: inpaint.InpaintRequest, owner: str | None = None, save: bool = True) -> Job:
         return self._submit(inpaint.run, request, "inpaint", owner, save)
+
+    def submit_pointcloud(self, request: pointcloud.PointCloudRequest, owner: str | None = None,
+                          save: bool = True) -> Job:
+        """Queue a text/image → 3D job; each cloud is saved as a PLY and a GLB."""
+        def work(job: Job):
+            result = pointcloud.run(self.manager, request, job)
+            saved = []
+            for cloud in result.clouds:
+                ply, glb = (self.store.save_pointcloud(cloud.points, cloud.colors, cloud.parameters, "pointcloud",
+                                                       str(cloud.seed)) if save else (None, None))
+                saved.append(SavedCloud(ply, glb, cloud))
+            return saved, result.warnings
+
+        return self.jobs.submit(work, owner=owner, label="pointcloud")
 
     def _submit(self, run, request, kind: str, owner: str | None, save: bool) -> Job:
         """Queue `run(manager, request, job)`; finished images are saved inside the job, so a client

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import struct
 import re
 import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from pipelines import metadata
@@ -70,6 +73,79 @@ class OutputStore:
             path.unlink(missing_ok=True)  # no empty placeholder left behind
             raise
         return path
+
+    def save_pointcloud(self, points: np.ndarray, colors: np.ndarray, parameters: str, kind: str,
+                        stem: str) -> tuple[Path, Path]:
+        """A binary PLY (with the parameters as header comments) and a GLB of the same points."""
+        points, colors = check_cloud(points, colors)
+        paths = []
+        for suffix, data in (("ply", ply_bytes(points, colors, parameters)), ("glb", glb_bytes(points, colors))):
+            path = self.new_path(kind, stem, suffix)
+            try:
+                atomic_write(path, lambda f: f.write(data))
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            paths.append(path)
+        return paths[0], paths[1]
+
+
+def check_cloud(points, colors) -> tuple[np.ndarray, np.ndarray]:
+    points, colors = np.asarray(points, np.float32), np.asarray(colors)
+    if points.ndim != 2 or points.shape[1] != 3 or colors.shape != points.shape or len(points) == 0:
+        raise ValueError(f"a cloud is (N, 3) points and (N, 3) colours, got {points.shape} and {colors.shape}")
+    if not np.isfinite(points).all():
+        raise StudioError("The point cloud has non-finite coordinates (the sampler diverged): try fewer "
+                          "guidance or another sampler.")
+    return points, np.clip(colors, 0, 255).astype(np.uint8)
+
+
+PLY_PROPERTIES = [("x", "<f4", "float"), ("y", "<f4", "float"), ("z", "<f4", "float"),
+                  ("red", "u1", "uchar"), ("green", "u1", "uchar"), ("blue", "u1", "uchar")]
+
+
+def ply_header(count: int, comments: str = "") -> bytes:
+    lines = ["ply", "format binary_little_endian 1.0"]
+    lines += [f"comment {line}".rstrip() for line in comments.splitlines()]
+    lines += [f"element vertex {count}"] + [f"property {kind} {name}" for name, _, kind in PLY_PROPERTIES]
+    return ("\n".join(lines + ["end_header"]) + "\n").encode("utf-8")
+
+
+def ply_bytes(points: np.ndarray, colors: np.ndarray, comments: str = "") -> bytes:
+    """Binary little-endian PLY: x, y, z float32 and red, green, blue uint8 per vertex (no faces), which
+    Open3D, MeshLab, CloudCompare and gr.Model3D read as a point cloud."""
+    rows = np.empty(len(points), dtype=[(name, dtype) for name, dtype, _ in PLY_PROPERTIES])
+    for i, axis in enumerate("xyz"):
+        rows[axis] = points[:, i]
+    for i, channel in enumerate(("red", "green", "blue")):
+        rows[channel] = colors[:, i]
+    return ply_header(len(points), comments) + rows.tobytes()
+
+
+def glb_bytes(points: np.ndarray, colors: np.ndarray) -> bytes:
+    """A glTF 2.0 binary with one POINTS primitive: float32 positions and normalised RGBA8 colours."""
+    positions = np.ascontiguousarray(points, "<f4").tobytes()
+    rgba = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1).tobytes()
+    count = len(points)
+    gltf = {
+        "asset": {"version": "2.0", "generator": "Diffusion Studio"},
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "COLOR_0": 1}, "mode": 0}]}],
+        "buffers": [{"byteLength": len(positions) + len(rgba)}],
+        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": len(positions), "target": 34962},
+                        {"buffer": 0, "byteOffset": len(positions), "byteLength": len(rgba), "target": 34962}],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": count, "type": "VEC3",
+             "min": points.min(axis=0).tolist(), "max": points.max(axis=0).tolist()},
+            {"bufferView": 1, "componentType": 5121, "normalized": True, "count": count, "type": "VEC4"},
+        ],
+    }
+    text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned: JSON pads with spaces, BIN with zeros
+    binary = positions + rgba
+    binary += b"\0" * (-len(binary) % 4)
+    chunks = struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", len(binary), 0x004E4942) + binary
+    return struct.pack("<III", 0x46546C67, 2, 12 + len(chunks)) + chunks
 
 
 def atomic_write(path: Path, write) -> None:

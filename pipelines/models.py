@@ -35,7 +35,7 @@ class ModelEntry:
     cfg_scale: float = 7.0
     sampler: str = "DPM++ 2M Karras"
     description: str = ""
-    task: str = "text2image"  # "inpaint" for a dedicated (9-channel) inpainting model
+    task: str = "text2image"  # or "inpaint" (a 9-channel inpainting model), "pointcloud" (the 3D tab)
     inpainting_model: str = ""  # name of this model's dedicated inpainting variant, if it has one
 
     @property
@@ -59,6 +59,12 @@ def demo_entries(folder: Path = ASSETS_MODELS) -> list[ModelEntry]:
     return [entry_for_folder(card.parent, "demo") for card in sorted(folder.glob("*/studio.json"))]
 
 
+POINTCLOUD_PIPELINES = ("PointCloudPipeline", "ShapEPipeline")
+IMAGE_TASKS = ("text2image", "inpaint")
+# which models a tab can use: text-to-image models also inpaint (blend mode)
+USABLE_FOR = {"inpaint": IMAGE_TASKS, "image": IMAGE_TASKS}
+
+
 def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelEntry:
     """A catalog entry for a model folder or file; a studio.json beside the weights sets its defaults."""
     card = (path.with_suffix(CONFIG_SUFFIX) if path.suffix == ".safetensors" else path) / "studio.json"
@@ -66,18 +72,24 @@ def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelE
     settings = {**SD15_DEFAULTS, **{k: info[k] for k in SD15_DEFAULTS if k in info}}
     return ModelEntry(name or info.get("name", path.name), source, str(path),
                       description=info.get("description", "built-in demo model" if source == "demo" else ""),
-                      task=info.get("task") or task_of_folder(path), inpainting_model=info.get("inpainting_model", ""),
-                      **settings)
+                      task=folder_task(path, info), inpainting_model=info.get("inpainting_model", ""), **settings)
 
 
-def task_of_folder(path: Path) -> str:
-    """"inpaint" when a diffusers folder's UNet takes 9 channels (read from its config, no weights loaded)."""
-    config = path / "unet" / "config.json"
+def folder_task(path: Path, info: dict) -> str:
+    """Which tab a model serves: its card says so, else its pipeline class or its UNet's input channels
+    (read from the configs; no weights are loaded)."""
+    if info.get("task"):
+        return info["task"]
     try:
-        return "inpaint" if config.is_file() and json.loads(config.read_text()).get("in_channels") == 9 \
-            else "text2image"
+        index = path / "model_index.json"
+        if index.is_file() and json.loads(index.read_text()).get("_class_name") in POINTCLOUD_PIPELINES:
+            return "pointcloud"
+        unet = path / "unet" / "config.json"
+        if unet.is_file() and json.loads(unet.read_text()).get("in_channels") == 9:
+            return "inpaint"
     except (OSError, ValueError):
-        return "text2image"
+        pass
+    return "text2image"
 
 
 @dataclass
@@ -96,13 +108,14 @@ class Catalog:
         found += [p for p in self.models_dir.glob("*.safetensors")]
         return [entry_for_folder(p, "local", p.relative_to(self.models_dir).as_posix()) for p in sorted(found)]
 
-    def entries(self) -> list[ModelEntry]:
-        return demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
+    def entries(self, task: str | None = None) -> list[ModelEntry]:
+        """Every model, or those a tab for `task` can use ("image": the image tabs' models)."""
+        every = demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
+        usable = USABLE_FOR.get(task, (task,))
+        return every if task is None else [e for e in every if e.task in usable]
 
-    def names(self, task: str | None = None) -> list[str]:
-        """Every model's name, or those a tab for `task` can use (text-to-image models inpaint in blend mode)."""
-        usable = {None: None, "inpaint": ("text2image", "inpaint")}.get(task, (task,))
-        return [e.name for e in self.entries() if usable is None or e.task in usable]
+    def names(self, task: str | None = "text2image") -> list[str]:
+        return [e.name for e in self.entries(task)]
 
     def inpainting_choice(self, name: str | None) -> str | None:
         """The model the Inpaint tab should use for `name`: its dedicated inpainting variant when it has one
@@ -118,7 +131,7 @@ class Catalog:
 
     def default(self, cuda: bool) -> tuple[ModelEntry, str]:
         """The model to start on, and why (shown in the UI)."""
-        entries = [e for e in self.entries() if e.task == "text2image"]
+        entries = self.entries("text2image")
         if cuda:
             for entry in self.hub_models:
                 if hub_model_is_cached(entry.location):
@@ -145,7 +158,7 @@ class Catalog:
             return self._local_path(name)
         if HUB_ID.match(name):
             return ModelEntry(name, "hub", name, **SD15_DEFAULTS)
-        raise StudioError(f"Unknown model '{name}'. Available: {', '.join(self.names()) or 'none'}.")
+        raise StudioError(f"Unknown model '{name}'. Available: {', '.join(self.names(None)) or 'none'}.")
 
     def _local_path(self, name: str) -> ModelEntry:
         path = (self.models_dir / name).resolve()
@@ -218,6 +231,8 @@ class ModelManager:
 
     def pipeline(self, entry: ModelEntry, task: str = "text2image"):
         """The pipeline for `task` on `entry`'s weights, loading the model only if it is not loaded."""
+        if entry.task not in IMAGE_TASKS:
+            raise StudioError(f"'{entry.name}' is a {entry.task} model: use it in its own tab.")
         with self._lock:
             if self._entry != entry:
                 self.unload()

@@ -124,7 +124,7 @@ def register_api(app: FastAPI, engine, auth: tuple[str, str] | None = None) -> N
     @app.get("/sdapi/v1/sd-models", dependencies=guard)
     def sd_models():
         return [{"title": e.name, "model_name": e.name, "hash": None, "sha256": None, "filename": e.location,
-                 "config": None} for e in engine.manager.catalog.entries()]
+                 "config": None} for e in engine.manager.catalog.entries("image")]
 
     @app.get("/sdapi/v1/samplers", dependencies=guard)
     def samplers():

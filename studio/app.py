@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import controlnet, history, inpaint, pnginfo, settings, text2image
+from studio.tabs import controlnet, history, inpaint, pnginfo, pointcloud, settings, text2image
 from studio.widgets import SEND_TARGETS, Results
 
 CSS = """
-#txt2img_generate, #inpaint_generate, #controlnet_generate { min-height: 3.2em; }
+#txt2img_generate, #inpaint_generate, #controlnet_generate, #pointcloud_generate { min-height: 3.2em; }
 footer { visibility: hidden; }
 """
 
@@ -21,6 +21,7 @@ def build_app(engine) -> gr.Blocks:
             txt2img = text2image.build(engine)
             control = controlnet.build(engine)
             inpainting = inpaint.build(engine)
+            pointcloud.build(engine)
             info = pnginfo.build(engine)
             past = history.build(engine)
             settings.build(engine)

@@ -126,3 +126,28 @@ def test_launch_py_serves_on_127_0_0_1_by_default(models_dir, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def pointcloud_args(points=128, mode="Text → 3D", prompt="a blue cube"):
+    # mode, prompt, model, points, guidance, steps, seed, sampler, upsample to, image, depth map
+    return [mode, prompt, "", points, 3, 4, 7, "DDIM", 0, None, None]
+
+
+def test_pointcloud_endpoint_returns_the_viewer_file_and_ply_glb_downloads(served):
+    import plyfile
+
+    viewer, files, info = Client(served, verbose=False).predict(*pointcloud_args(), api_name="/pointcloud")
+    assert viewer.endswith(".ply") and sorted(f.rsplit(".", 1)[1] for f in files) == ["glb", "ply"]
+    cloud = plyfile.PlyData.read(viewer)
+    assert len(cloud["vertex"].data) == 128 and cloud.comments[0] == "a blue cube"
+    assert info.startswith("a blue cube\nMode: text, Steps: 4, Sampler: DDIM") and "Seed: 7" in info
+
+
+@pytest.mark.parametrize("args, message", [
+    (pointcloud_args(points=100_000), "greater than maximum value 16384"),  # Gradio's own slider check
+    (pointcloud_args(prompt=" "), "Text → 3D needs a prompt"),
+    (pointcloud_args(mode="Image → 3D"), "Image → 3D needs an image"),
+])
+def test_pointcloud_bad_input_is_one_clear_message(served, args, message):
+    with pytest.raises(AppError, match=message):
+        Client(served, verbose=False).predict(*args, api_name="/pointcloud")

@@ -1,5 +1,6 @@
 """Click through the studio in headless Chromium (Debian's, driven by Playwright) like a person would."""
 
+import io
 import shutil
 from pathlib import Path
 
@@ -187,3 +188,32 @@ def shown(page, gallery: str) -> None:
 
 def newest(engine, kind: str) -> Path:
     return sorted(engine.store.root.glob(f"{kind}/*/*.png"), key=lambda p: p.stat().st_mtime)[-1]
+
+
+def test_text_to_point_cloud_shows_the_cloud_and_offers_ply_and_glb(page, engine):
+    import plyfile
+
+    page.get_by_role("tab", name="3D point cloud").click()
+    page.locator("#pointcloud_prompt textarea").fill("a red torus")
+    for slider, value in (("#pointcloud_points", "256"), ("#pointcloud_steps", "10")):
+        box = page.locator(f"{slider} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.locator("#pointcloud_seed input").fill("3")
+    page.locator("#pointcloud_generate").click()
+    link = page.locator("#pointcloud_files a[href*='.ply']").first
+    link.wait_for(timeout=120_000)
+    page.locator("#pointcloud_viewer canvas").first.wait_for(timeout=30_000)
+    viewer_file = page.locator("#pointcloud_viewer a[data-testid='model3d-download-link']")
+    assert viewer_file.get_attribute("download").endswith(".ply")  # the viewer got the cloud's file
+    page.wait_for_timeout(1000)  # let the viewer draw before the screenshot
+    page.screenshot(path=str(ARTIFACTS / "pointcloud.png"), full_page=True)
+    info = page.locator("#pointcloud_info textarea").input_value()
+    assert info.startswith("a red torus\nMode: text") and "Seed: 3" in info and "Points: 256" in info
+    assert page.locator("#pointcloud_files a[href*='.glb']").count() == 1
+    served = page.request.get(link.get_attribute("href")).body()  # what the download button gives
+    saved = sorted(engine.store.root.glob("pointcloud/*/*.ply"), key=lambda p: p.stat().st_mtime)[-1]
+    assert served == saved.read_bytes()
+    assert page.request.get(viewer_file.get_attribute("href")).body() == served
+    cloud = plyfile.PlyData.read(io.BytesIO(served))
+    assert len(cloud["vertex"].data) == 256 and cloud.comments[0] == "a red torus"

@@ -80,3 +80,48 @@ def save_tiny_controlnet(folder: Path, cross_attention_dim: int = 32, seed: int 
             module.weight.normal_(0, 0.3)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def tiny_pointcloud_pipeline(prediction_type: str = "v_prediction"):
+    """Our point-cloud pipeline with a tiny random denoiser, the demo's offline tokenizer and a tiny CLIP."""
+    from diffusers import DDPMScheduler
+
+    from pipelines.demo.tokenizer import build_tokenizer
+    from pipelines.demo.world3d import SHAPES3D
+    from pipelines.pointcloud_model import PointCloudDenoiser, PointCloudPipeline
+
+    tokenizer = build_tokenizer(extra_words=SHAPES3D)
+    torch.manual_seed(0)
+    denoiser = PointCloudDenoiser(width=32, num_layers=2, num_heads=2, cond_dim=32)
+    with torch.no_grad():  # the output layer starts at zero in training; make it act
+        denoiser.output_proj.weight.normal_(0, 0.2)
+    scheduler = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type, clip_sample=False,
+                              timestep_spacing="leading", steps_offset=1)
+    pipe = PointCloudPipeline(denoiser.eval(), scheduler, tiny_text_encoder(len(tokenizer)).eval(), tokenizer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_shap_e_pipeline():
+    """Shap-E with tiny random components, as diffusers' own fast tests build it (offline tokenizer)."""
+    from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
+    from diffusers.pipelines.shap_e import ShapERenderer
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, projection_dim=32, intermediate_size=37,
+        num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=32))
+    torch.manual_seed(0)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=32, num_embeddings=32,
+                             embedding_proj_dim=32, time_embed_dim=128, num_layers=1, clip_embed_dim=64,
+                             additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer",
+                             encoder_hid_proj_type=None, added_emb_type=None)
+    torch.manual_seed(0)
+    renderer = ShapERenderer(param_shapes=((8, 93), (8, 8), (8, 8), (8, 8)), d_latent=32, d_hidden=8, n_output=12,
+                             background=(0.1, 0.1, 0.1))
+    scheduler = HeunDiscreteScheduler(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample",
+                                      use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
+    return ShapEPipeline(prior=prior, text_encoder=text_encoder, tokenizer=tokenizer, shap_e_renderer=renderer,
+                         scheduler=scheduler)

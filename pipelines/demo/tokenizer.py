@@ -33,11 +33,11 @@ def _bytes_to_unicode() -> list[str]:
     return [chr(c) for c in cs]
 
 
-def world_words() -> list[str]:
-    return sorted(set(vocabulary()) | set(EXTRA_WORDS))
+def world_words(extra: tuple[str, ...] = ()) -> list[str]:
+    return sorted(set(vocabulary()) | set(EXTRA_WORDS) | set(extra))
 
 
-def build_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
+def build_vocab_and_merges(extra: tuple[str, ...] = ()) -> tuple[dict[str, int], list[str]]:
     vocab: dict[str, int] = {}
 
     def add(tok: str) -> None:
@@ -51,7 +51,7 @@ def build_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
         add(ch + "</w>")
     merges: list[str] = []
     seen: set[str] = set()
-    for word in sorted(world_words(), key=lambda w: (-len(w), w)):
+    for word in sorted(world_words(extra), key=lambda w: (-len(w), w)):
         if len(word) < 2:
             continue
         suffix = word[-1] + "</w>"
@@ -67,21 +67,23 @@ def build_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
     return vocab, merges
 
 
-@lru_cache(maxsize=1)
-def _cached() -> tuple[dict[str, int], list[str]]:
-    return build_vocab_and_merges()
+@lru_cache(maxsize=4)
+def _cached(extra: tuple[str, ...] = ()) -> tuple[dict[str, int], list[str]]:
+    return build_vocab_and_merges(extra)
 
 
-def build_tokenizer(model_max_length: int = MODEL_MAX_LENGTH) -> CLIPTokenizer:
-    vocab, merges = _cached()
+def build_tokenizer(model_max_length: int = MODEL_MAX_LENGTH, extra_words: tuple[str, ...] = ()) -> CLIPTokenizer:
+    """`extra_words` (e.g. the 3D world's shape names) become single tokens too; without them the
+    vocabulary is exactly the one the 2D demo model was trained with."""
+    vocab, merges = _cached(tuple(sorted(extra_words)))
     tok = CLIPTokenizer(vocab=dict(vocab), merges=[tuple(m.split(' ')) for m in merges], model_max_length=model_max_length,
                         bos_token=BOS, eos_token=EOS, pad_token=EOS, unk_token=EOS)
     return tok
 
 
-def check_tokenizer(tok: CLIPTokenizer) -> None:
+def check_tokenizer(tok: CLIPTokenizer, extra_words: tuple[str, ...] = ()) -> None:
     """Raise if a world word is not a single token."""
-    for w in world_words():
+    for w in world_words(tuple(extra_words)):
         ids = tok(w, add_special_tokens=False).input_ids
         if len(ids) != 1:
             raise AssertionError(f"{w!r} -> {tok.convert_ids_to_tokens(ids)}")
