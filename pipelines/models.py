@@ -22,6 +22,9 @@ ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 CONFIG_SUFFIX = ".config"  # `model.safetensors` + `model.config/` = its diffusers config, for offline loading
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+GENERATE, UPSCALE = "generate", "upscale"
+# diffusers pipeline classes (model_index.json `_class_name`) that make a folder an upscaler
+UPSCALE_CLASSES = ("StableDiffusionUpscalePipeline", "LDMSuperResolutionPipeline")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class ModelEntry:
     cfg_scale: float = 7.0
     sampler: str = "DPM++ 2M Karras"
     description: str = ""
+    task: str = GENERATE  # GENERATE (text to image and the tabs built on it) | UPSCALE (super-resolution)
+    pipeline_class: str = ""  # model_index.json's `_class_name` where known before loading
+    tile_size: int = 0  # upscalers: the input tile (px) that fits memory comfortably; 0 = whole image
 
     @property
     def is_single_file(self) -> bool:
@@ -45,6 +51,12 @@ SD15_DEFAULTS = dict(width=512, height=512, steps=25, cfg_scale=7.0, sampler="DP
 HUB_MODELS = [
     ModelEntry("stable-diffusion-v1-5/stable-diffusion-v1-5", "hub",
                "stable-diffusion-v1-5/stable-diffusion-v1-5", description="Stable Diffusion 1.5", **SD15_DEFAULTS),
+    ModelEntry("stabilityai/stable-diffusion-x4-upscaler", "hub", "stabilityai/stable-diffusion-x4-upscaler",
+               steps=50, cfg_scale=9.0, description="Stable Diffusion x4 upscaler (prompt, noise level)",
+               task=UPSCALE, pipeline_class="StableDiffusionUpscalePipeline", tile_size=128),
+    ModelEntry("CompVis/ldm-super-resolution-4x-openimages", "hub", "CompVis/ldm-super-resolution-4x-openimages",
+               steps=100, cfg_scale=0.0, description="LDM x4 super-resolution", task=UPSCALE,
+               pipeline_class="LDMSuperResolutionPipeline", tile_size=128),
 ]
 
 
@@ -58,9 +70,22 @@ def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelE
     card = (path.with_suffix(CONFIG_SUFFIX) if path.suffix == ".safetensors" else path) / "studio.json"
     info = json.loads(card.read_text()) if card.is_file() else {}
     settings = {**SD15_DEFAULTS, **{k: info[k] for k in SD15_DEFAULTS if k in info}}
+    pipeline_class = folder_pipeline_class(path)
     return ModelEntry(name or info.get("name", path.name), source, str(path),
                       description=info.get("description", "built-in demo model" if source == "demo" else ""),
-                      **settings)
+                      task=UPSCALE if pipeline_class in UPSCALE_CLASSES else GENERATE, pipeline_class=pipeline_class,
+                      tile_size=int(info.get("tile_size", 0)), **settings)
+
+
+def folder_pipeline_class(path: Path) -> str:
+    """The diffusers pipeline class a model folder declares ("" when unknown)."""
+    index = path / "model_index.json"
+    if not index.is_file():
+        return ""
+    try:
+        return str(json.loads(index.read_text()).get("_class_name", ""))
+    except ValueError:
+        return ""  # a broken index is reported clearly when the model is loaded
 
 
 @dataclass
@@ -79,18 +104,20 @@ class Catalog:
         found += [p for p in self.models_dir.glob("*.safetensors")]
         return [entry_for_folder(p, "local", p.relative_to(self.models_dir).as_posix()) for p in sorted(found)]
 
-    def entries(self) -> list[ModelEntry]:
-        return demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
+    def entries(self, task: str | None = GENERATE) -> list[ModelEntry]:
+        """Models for `task` (None = every model)."""
+        entries = demo_entries(self.demo_dir) + self.local_entries() + self.hub_models
+        return [e for e in entries if task is None or e.task == task]
 
-    def names(self) -> list[str]:
-        return [e.name for e in self.entries()]
+    def names(self, task: str | None = GENERATE) -> list[str]:
+        return [e.name for e in self.entries(task)]
 
     def default(self, cuda: bool) -> tuple[ModelEntry, str]:
         """The model to start on, and why (shown in the UI)."""
         entries = self.entries()
         if cuda:
-            for entry in self.hub_models:
-                if hub_model_is_cached(entry.location):
+            for entry in self.entries():
+                if entry.source == "hub" and hub_model_is_cached(entry.location):
                     return entry, "a CUDA GPU is present and this hub model is downloaded"
         demos = [e for e in entries if e.source == "demo"]
         if demos:
@@ -104,7 +131,7 @@ class Catalog:
     def resolve(self, name: str) -> ModelEntry:
         """The entry for a catalog name, a path inside the models dir, or a hub id."""
         name = (name or "").strip()
-        for entry in self.entries():
+        for entry in self.entries(None):
             if entry.name == name:
                 return entry
         if name.lower().endswith(PICKLE_SUFFIXES):
@@ -114,7 +141,7 @@ class Catalog:
             return self._local_path(name)
         if HUB_ID.match(name):
             return ModelEntry(name, "hub", name, **SD15_DEFAULTS)
-        raise StudioError(f"Unknown model '{name}'. Available: {', '.join(self.names()) or 'none'}.")
+        raise StudioError(f"Unknown model '{name}'. Available: {', '.join(self.names(None)) or 'none'}.")
 
     def _local_path(self, name: str) -> ModelEntry:
         path = (self.models_dir / name).resolve()
@@ -163,6 +190,7 @@ class ModelManager:
         self._lock = threading.RLock()
         self._entry: ModelEntry | None = None
         self._pipes: dict[str, object] = {}
+        self._upscaler: tuple[ModelEntry, object] | None = None  # kept beside the base model: no reloads
         self.extras: dict[str, object] = {}  # add-on models (ControlNets) loaded for this base
         self.base_scheduler_config = None
         self.default_entry, self.default_reason = None, ""
@@ -172,11 +200,18 @@ class ModelManager:
             self.default_reason = str(error)
 
     def set_default(self, name: str) -> None:
-        self.default_entry, self.default_reason = self.catalog.resolve(name), "chosen in Models & settings"
+        entry = self.catalog.resolve(name)
+        if entry.task != GENERATE:
+            raise StudioError(f"'{entry.name}' is an upscaler: it cannot be the default image model.")
+        self.default_entry, self.default_reason = entry, "chosen in Models & settings"
 
     @property
     def loaded(self) -> ModelEntry | None:
         return self._entry
+
+    @property
+    def loaded_upscaler(self) -> ModelEntry | None:
+        return self._upscaler[0] if self._upscaler else None
 
     def entry(self, name: str | None) -> ModelEntry:
         if not name:
@@ -187,10 +222,13 @@ class ModelManager:
 
     def pipeline(self, entry: ModelEntry, task: str = "text2image"):
         """The pipeline for `task` on `entry`'s weights, loading the model only if it is not loaded."""
+        if entry.task != GENERATE:
+            raise StudioError(f"'{entry.name}' is an upscaler: use it in the Super-resolution tab.")
         with self._lock:
             if self._entry != entry:
-                self.unload()
+                self.unload(upscaler=False)
                 self._pipes["base"] = self._load(entry)
+                self.base_scheduler_config = self._pipes["base"].scheduler.config
                 self._entry = entry
             base = self._pipes["base"]
             if task != "inpaint" and is_inpainting_model(base):
@@ -207,11 +245,26 @@ class ModelManager:
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
-    def unload(self) -> None:
+    def upscaler(self, entry: ModelEntry):
+        """The loaded upscaling pipeline for `entry` (SD x4 upscaler or LDM super-resolution)."""
+        with self._lock:
+            if self._upscaler is None or self._upscaler[0] != entry:
+                self._upscaler = None
+                free_memory()
+                pipe = self._load(entry)
+                if type(pipe).__name__ not in UPSCALE_CLASSES:
+                    raise StudioError(f"'{entry.name}' is not an upscaler ({type(pipe).__name__}): choose one of "
+                                      f"{', '.join(self.catalog.names(UPSCALE))}, or a baseline.")
+                self._upscaler = (entry, pipe)
+            return self._upscaler[1]
+
+    def unload(self, upscaler: bool = True) -> None:
         with self._lock:
             self._pipes.clear()
             self.extras.clear()
             self._entry = None
+            if upscaler:
+                self._upscaler = None
             free_memory()
 
     def _load(self, entry: ModelEntry):
@@ -224,7 +277,6 @@ class ModelManager:
             log.exception("Loading %s failed", entry.name)
             raise StudioError(_load_failure_message(entry, error)) from None
         pipe.set_progress_bar_config(disable=True)
-        self.base_scheduler_config = pipe.scheduler.config
         return place_pipeline(pipe, self.options, self.device, self.dtype)
 
     def _from_source(self, entry: ModelEntry):
@@ -263,6 +315,8 @@ def _auto_class(task: str):
 
 def _has_safety_checker(entry: ModelEntry) -> bool:
     index = Path(entry.location, "model_index.json")
+    if entry.task != GENERATE:
+        return False
     if entry.source == "hub":
         return True  # hub SD checkpoints ship one; the studio does not run it (as A1111)
     return index.is_file() and "safety_checker" in json.loads(index.read_text())

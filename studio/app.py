@@ -6,7 +6,7 @@ import gradio as gr
 from PIL import Image
 
 from pipelines import metadata
-from studio.tabs import controlnet, inpaint, pnginfo, settings, text2image
+from studio.tabs import controlnet, inpaint, pnginfo, settings, text2image, upscale
 
 CSS = """
 #txt2img_generate, #inpaint_generate, #controlnet_generate { min-height: 3.2em; }
@@ -22,10 +22,12 @@ def build_app(engine) -> gr.Blocks:
             txt2img = text2image.build(engine)
             control = controlnet.build(engine)
             inpainting = inpaint.build(engine)
+            upscaling = upscale.build(engine)
             info = pnginfo.build(engine)
             settings.build(engine)
         wire_send_to(tabs, txt2img, "inpaint", inpainting)
         wire_send_to(tabs, txt2img, "controlnet", control)
+        wire_send_to(tabs, txt2img, "upscale", upscaling)
         wire_restore(tabs, info, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS)
         app.load(lambda: defaults_for_page(engine), None, txt2img["defaults"], api_visibility="private")
     return app

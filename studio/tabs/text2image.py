@@ -48,7 +48,8 @@ def build(engine) -> dict:
                 selected = gr.State(0)  # which gallery image the send-to buttons carry
                 with gr.Row():
                     send_buttons = {tab: gr.Button(f"Send to {label}", size="sm", elem_id=f"send_to_{tab}")
-                                    for tab, label in (("inpaint", "inpaint"), ("controlnet", "ControlNet"))}
+                                    for tab, label in (("inpaint", "inpaint"), ("controlnet", "ControlNet"),
+                                                       ("upscale", "super-resolution"))}
 
     def run(prompt, negative, model, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
             init_image, strength, enable_hr, hr_upscaler, hr_scale, hr_steps, hr_strength, request: gr.Request,
