@@ -45,7 +45,7 @@ class UpscaleRequest:
     steps: int | None = None  # None → the model's default
     seed: int = -1
     tile_size: int | None = None  # input px; None → the model's own, 0 → the whole image at once
-    tile_overlap: int = 16
+    tile_overlap: int | None = None  # input px; None → a quarter of the tile
     source_parameters: str | None = None  # the input's generation parameters; None → read from the image
     notes: list[str] = field(default_factory=list)
 
@@ -265,7 +265,7 @@ def run(manager: ModelManager, request: UpscaleRequest, progress) -> Text2ImageR
         steps = entry.steps if request.steps is None else int(request.steps)
         cfg_scale = entry.cfg_scale if request.cfg_scale is None else float(request.cfg_scale)
         tile = (entry.tile_size or DEFAULT_TILE) if request.tile_size is None else int(request.tile_size)
-        overlap = int(request.tile_overlap)
+        overlap = tile // 4 if request.tile_overlap is None else int(request.tile_overlap)
         check_sampling(steps, cfg_scale)
         check_tiling(tile, overlap)
         check_output_size(*picture.size, int(request.scale))

@@ -127,6 +127,27 @@ def test_send_to_controlnet_preview_the_map_and_generate(page, engine):
     assert "ControlNet 0: \"Module: none, Model: controlnet/" in info  # the previewed map was used as is
 
 
+def test_send_to_super_resolution_upscale_and_compare(page, engine):
+    source = newest(engine, "txt2img")
+    page.get_by_role("tab", name="Text to image").click()
+    page.locator("#send_to_upscale").click()
+    page.locator("#upscale_image img").first.wait_for(timeout=30_000)
+    assert page.locator("#upscale_model input").input_value() == "Shapes upscaler (x4)"  # the demo upscaler
+    page.locator("#upscale_generate").click()
+    page.wait_for_function("() => { const i = [...document.querySelectorAll('#upscale_compare img')];"
+                           " return i.length >= 2 && i.every(x => x.complete && x.naturalWidth > 0); }",
+                           timeout=120_000)
+    page.locator("#upscale_file a").first.wait_for(timeout=30_000)  # the PNG to download
+    page.screenshot(path=str(ARTIFACTS / "upscale.png"), full_page=True)
+    info = page.locator("#upscale_info textarea").input_value()
+    saved = newest(engine, "upscale")
+    with Image.open(source) as before, Image.open(saved) as after:
+        assert after.size == (before.width * 4, before.height * 4)
+        text = metadata.read_parameters(after)
+        assert text == info and text.startswith(metadata.read_parameters(before))  # the source's, step appended
+    assert "Upscaler: Shapes upscaler (x4)" in info and "Upscale by: 4" in info
+
+
 def shown(page, gallery: str) -> None:
     """Wait until the gallery's first image has actually loaded in the browser (not just its tag)."""
     page.locator(f"{gallery} img").first.wait_for(timeout=120_000)

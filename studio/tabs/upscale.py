@@ -26,8 +26,9 @@ def model_controls(manager, name: str) -> dict:
         entry = manager.entry(name)
     except StudioError:
         return dict(scales=[4], diffusion=True, prompted=False)  # the error shows when Upscale is pressed
+    tile = entry.tile_size or DEFAULT_TILE
     return dict(scales=[4], diffusion=True, prompted=entry.pipeline_class in PROMPTED_CLASSES, steps=entry.steps,
-                cfg=entry.cfg_scale, tile=entry.tile_size or DEFAULT_TILE)
+                cfg=entry.cfg_scale, tile=tile, overlap=tile // 4)
 
 
 def request_from_inputs(image_path, model, scale, prompt, negative, noise_level, steps, cfg, seed, tile,
@@ -44,7 +45,8 @@ def request_from_inputs(image_path, model, scale, prompt, negative, noise_level,
         image=image, model=model or "", scale=as_int(scale) or 4, prompt=prompt or "",
         negative_prompt=negative or "", noise_level=as_int(noise_level) or 0,
         steps=None if baseline else as_int(steps), cfg_scale=None if baseline else cfg,
-        seed=-1 if seed is None else as_int(seed), tile_size=as_int(tile), tile_overlap=as_int(overlap) or 0)
+        seed=-1 if seed is None else as_int(seed), tile_size=as_int(tile),
+        tile_overlap=as_int(overlap))
 
 
 def build(engine) -> dict:
@@ -80,8 +82,8 @@ def build(engine) -> dict:
                     with gr.Row():
                         tile = gr.Slider(0, MAX_TILE, step=8, value=first.get("tile", DEFAULT_TILE),
                                          label="Tile size (input px, 0 = whole image)", elem_id="upscale_tile")
-                        overlap = gr.Slider(0, 128, step=4, value=16, label="Tile overlap (px)",
-                                            elem_id="upscale_overlap")
+                        overlap = gr.Slider(0, MAX_TILE // 2, step=1, value=first.get("overlap", DEFAULT_TILE // 4),
+                                            label="Tile overlap (px)", elem_id="upscale_overlap")
             with gr.Column(scale=3):
                 compare = gr.ImageSlider(label="Before / after", type="filepath", format="png", interactive=False,
                                          elem_id="upscale_compare", buttons=["fullscreen"], max_height=640)
@@ -95,8 +97,8 @@ def build(engine) -> dict:
         updates = [gr.update(choices=scales, value=scales[-1]), gr.update(visible=controls["prompted"]),
                    gr.update(visible=controls["prompted"]), gr.update(visible=controls["diffusion"])]
         if not controls["diffusion"] or "steps" not in controls:
-            return updates + [gr.update()] * 3
-        return updates + [controls["steps"], controls["cfg"], controls["tile"]]
+            return updates + [gr.update()] * 4
+        return updates + [controls["steps"], controls["cfg"], controls["tile"], controls["overlap"]]
 
     def run(image_path, model, scale, prompt, negative, noise_level, steps, cfg, seed, tile, overlap,
             request: gr.Request, progress=gr.Progress()):
@@ -113,7 +115,7 @@ def build(engine) -> dict:
     def stop_jobs(request: gr.Request):
         engine.jobs.cancel(owner=session_of(request))
 
-    model.change(on_model, model, [scale, prompted_box, prompted_row, advanced, steps, cfg, tile],
+    model.change(on_model, model, [scale, prompted_box, prompted_row, advanced, steps, cfg, tile, overlap],
                  api_visibility="private")
     inputs = [source, model, scale, prompt, negative, noise, steps, cfg, seed, tile, overlap]
     upscale_button.click(run, inputs, [compare, download, info], api_name="upscale", concurrency_id=GPU,
