@@ -401,7 +401,7 @@ def publish(run_dir: Path, metrics: dict) -> None:
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("train_step.json"))
     card = {"name": NAME, "task": "upscale", "scale": SCALE, "steps": 10, "tile_size": 16,
             "description": "built-in demo x4 upscaler (LDM super-resolution) trained on the procedural "
-                           "shapes world: sharpens the demo model's 64 px pictures to 256 px",
+                           "shapes world (64 px pictures to 256 px)",
             "trained_steps": trained, "metrics": metrics}
     atomic_json(card, tmp / "studio.json")
     shutil.rmtree(ASSET_DIR, ignore_errors=True)
