@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import inpaint, pointcloud, settings, text2image, xygrid
+from pipelines import inpaint, pointcloud, settings, text2image, upscale, xygrid
 from pipelines.errors import StudioError
 from pipelines.export import OutputStore
 from pipelines.jobs import Job, JobQueue
@@ -68,6 +68,7 @@ class Engine:
         info = {"device": manager.device.type, "precision": str(manager.dtype).removeprefix("torch."),
                 "attention slicing": options.attention_slicing, "VAE tiling": options.vae_tiling,
                 "CPU offload": options.cpu_offload, "loaded model": loaded.name if loaded else None,
+                "loaded upscaler": manager.loaded_upscaler.name if manager.loaded_upscaler else None,
                 "default model": manager.default_entry.name if manager.default_entry else None,
                 "jobs waiting or running": self.jobs.pending()}
         vram = vram_in_use(manager.device)
@@ -103,6 +104,9 @@ class Engine:
             return saved, result.warnings
 
         return self.jobs.submit(work, owner=owner, label="pointcloud")
+
+    def submit_upscale(self, request: upscale.UpscaleRequest, owner: str | None = None, save: bool = True) -> Job:
+        return self._submit(upscale.run, request, "upscale", owner, save)
 
     def _submit(self, run, request, kind: str, owner: str | None, save: bool) -> Job:
         """Queue `run(manager, request, job)`; finished images are saved inside the job, so a client

@@ -64,6 +64,8 @@ class OutputStore:
     def save_image(self, image: Image.Image, parameters: str, kind: str, stem: str, fmt: str = "png") -> Path:
         if fmt not in IMAGE_FORMATS:
             raise StudioError(f"Unknown output format '{fmt}': choose one of {', '.join(IMAGE_FORMATS)}.")
+        if fmt == "jpg" and image.mode not in ("RGB", "L"):
+            image = image.convert("L" if image.mode in ("L", "LA") else "RGB")  # JPEG has no alpha
         path = self.new_path(kind, stem, fmt)
         options = {"pnginfo": metadata.png_info(parameters)} if fmt == "png" else {
             "exif": metadata.exif_with_parameters(parameters), "quality": 95}

@@ -53,6 +53,18 @@ def format_parameters(prompt: str, negative_prompt: str, fields: dict) -> str:
     return "\n".join(parts)
 
 
+def append_fields(text: str | None, fields: dict) -> str:
+    """`text` with `fields` added to its last (parameters) line, e.g. a postprocessing step; a text of
+    its own when there is none. Fields whose value is None are left out."""
+    if not text or not text.strip():
+        return format_parameters("", "", fields)
+    line = ", ".join(f"{key}: {quote(value)}" for key, value in fields.items() if value is not None)
+    *head, last = text.rstrip().split("\n")
+    if len(_PARAM.findall(last)) >= 3:
+        return "\n".join([*head, f"{last}, {line}"])
+    return f"{text.rstrip()}\n{line}"
+
+
 def parse_parameters(text: str) -> dict[str, str]:
     """Parse ours or A1111's text into {"Prompt", "Negative prompt", "Steps", …, "Size-1", "Size-2"}."""
     *lines, last = text.strip().split("\n")

@@ -22,6 +22,9 @@ ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 CONFIG_SUFFIX = ".config"  # `model.safetensors` + `model.config/` = its diffusers config, for offline loading
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+GENERATE, UPSCALE = "text2image", "upscale"
+# diffusers pipeline classes (model_index.json `_class_name`) that make a folder an upscaler
+UPSCALE_CLASSES = ("StableDiffusionUpscalePipeline", "LDMSuperResolutionPipeline")
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,10 @@ class ModelEntry:
     cfg_scale: float = 7.0
     sampler: str = "DPM++ 2M Karras"
     description: str = ""
-    task: str = "text2image"  # or "inpaint" (a 9-channel inpainting model), "pointcloud" (the 3D tab)
+    task: str = GENERATE  # or "inpaint" (9-channel inpainting), "pointcloud" (3D tab), UPSCALE (super-resolution)
     inpainting_model: str = ""  # name of this model's dedicated inpainting variant, if it has one
+    pipeline_class: str = ""  # model_index.json's `_class_name` where known before loading
+    tile_size: int = 0  # upscalers: the input tile (px) that fits memory comfortably; 0 = whole image
 
     @property
     def is_single_file(self) -> bool:
@@ -51,6 +56,12 @@ HUB_MODELS = [
                inpainting_model=SD15_INPAINTING, **SD15_DEFAULTS),
     ModelEntry(SD15_INPAINTING, "hub", SD15_INPAINTING, description="Stable Diffusion 1.5 inpainting (9-channel UNet)",
                task="inpaint", **SD15_DEFAULTS),
+    ModelEntry("stabilityai/stable-diffusion-x4-upscaler", "hub", "stabilityai/stable-diffusion-x4-upscaler",
+               steps=50, cfg_scale=9.0, description="Stable Diffusion x4 upscaler (prompt, noise level)",
+               task=UPSCALE, pipeline_class="StableDiffusionUpscalePipeline", tile_size=128),
+    ModelEntry("CompVis/ldm-super-resolution-4x-openimages", "hub", "CompVis/ldm-super-resolution-4x-openimages",
+               steps=100, cfg_scale=0.0, description="LDM x4 super-resolution", task=UPSCALE,
+               pipeline_class="LDMSuperResolutionPipeline", tile_size=128),
 ]
 
 
@@ -61,6 +72,7 @@ def demo_entries(folder: Path = ASSETS_MODELS) -> list[ModelEntry]:
 
 POINTCLOUD_PIPELINES = ("PointCloudPipeline", "ShapEPipeline")
 IMAGE_TASKS = ("text2image", "inpaint")
+TASK_HOMES = {UPSCALE: ("an upscaler", "Super-resolution"), "pointcloud": ("a point-cloud model", "3D point cloud")}
 # which models a tab can use: text-to-image models also inpaint (blend mode)
 USABLE_FOR = {"inpaint": IMAGE_TASKS, "image": IMAGE_TASKS}
 
@@ -70,20 +82,34 @@ def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelE
     card = (path.with_suffix(CONFIG_SUFFIX) if path.suffix == ".safetensors" else path) / "studio.json"
     info = json.loads(card.read_text()) if card.is_file() else {}
     settings = {**SD15_DEFAULTS, **{k: info[k] for k in SD15_DEFAULTS if k in info}}
+    pipeline_class = folder_pipeline_class(path)
     return ModelEntry(name or info.get("name", path.name), source, str(path),
                       description=info.get("description", "built-in demo model" if source == "demo" else ""),
-                      task=folder_task(path, info), inpainting_model=info.get("inpainting_model", ""), **settings)
+                      task=folder_task(path, info, pipeline_class), inpainting_model=info.get("inpainting_model", ""),
+                      pipeline_class=pipeline_class, tile_size=int(info.get("tile_size", 0)), **settings)
 
 
-def folder_task(path: Path, info: dict) -> str:
+def folder_pipeline_class(path: Path) -> str:
+    """The diffusers pipeline class a model folder declares ("" when unknown)."""
+    index = path / "model_index.json"
+    if not index.is_file():
+        return ""
+    try:
+        return str(json.loads(index.read_text()).get("_class_name", ""))
+    except ValueError:
+        return ""  # a broken index is reported clearly when the model is loaded
+
+
+def folder_task(path: Path, info: dict, pipeline_class: str) -> str:
     """Which tab a model serves: its card says so, else its pipeline class or its UNet's input channels
     (read from the configs; no weights are loaded)."""
     if info.get("task"):
         return info["task"]
+    if pipeline_class in POINTCLOUD_PIPELINES:
+        return "pointcloud"
+    if pipeline_class in UPSCALE_CLASSES:
+        return UPSCALE
     try:
-        index = path / "model_index.json"
-        if index.is_file() and json.loads(index.read_text()).get("_class_name") in POINTCLOUD_PIPELINES:
-            return "pointcloud"
         unet = path / "unet" / "config.json"
         if unet.is_file() and json.loads(unet.read_text()).get("in_channels") == 9:
             return "inpaint"
@@ -133,8 +159,8 @@ class Catalog:
         """The model to start on, and why (shown in the UI)."""
         entries = self.entries("text2image")
         if cuda:
-            for entry in self.hub_models:
-                if hub_model_is_cached(entry.location):
+            for entry in entries:
+                if entry.source == "hub" and hub_model_is_cached(entry.location):
                     return entry, "a CUDA GPU is present and this hub model is downloaded"
         demos = [e for e in entries if e.source == "demo"]
         if demos:
@@ -207,6 +233,7 @@ class ModelManager:
         self._lock = threading.RLock()
         self._entry: ModelEntry | None = None
         self._pipes: dict[str, object] = {}
+        self._upscaler: tuple[ModelEntry, object] | None = None  # kept beside the base model: no reloads
         self.extras: dict[str, object] = {}  # add-on models (ControlNets) loaded for this base
         self.base_scheduler_config = None
         self.default_entry, self.default_reason = None, ""
@@ -216,11 +243,18 @@ class ModelManager:
             self.default_reason = str(error)
 
     def set_default(self, name: str) -> None:
-        self.default_entry, self.default_reason = self.catalog.resolve(name), "chosen in Models & settings"
+        entry = self.catalog.resolve(name)
+        if entry.task != GENERATE:
+            raise StudioError(f"'{entry.name}' is a {entry.task} model: it cannot be the default image model.")
+        self.default_entry, self.default_reason = entry, "chosen in Models & settings"
 
     @property
     def loaded(self) -> ModelEntry | None:
         return self._entry
+
+    @property
+    def loaded_upscaler(self) -> ModelEntry | None:
+        return self._upscaler[0] if self._upscaler else None
 
     def entry(self, name: str | None) -> ModelEntry:
         if not name:
@@ -232,11 +266,13 @@ class ModelManager:
     def pipeline(self, entry: ModelEntry, task: str = "text2image"):
         """The pipeline for `task` on `entry`'s weights, loading the model only if it is not loaded."""
         if entry.task not in IMAGE_TASKS:
-            raise StudioError(f"'{entry.name}' is a {entry.task} model: use it in its own tab.")
+            what, tab = TASK_HOMES.get(entry.task, (f"a {entry.task} model", entry.task))
+            raise StudioError(f"'{entry.name}' is {what}: use it in the {tab} tab.")
         with self._lock:
             if self._entry != entry:
-                self.unload()
+                self.unload(upscaler=False)
                 self._pipes["base"] = self._load(entry)
+                self.base_scheduler_config = self._pipes["base"].scheduler.config
                 self._entry = entry
             base = self._pipes["base"]
             if task != "inpaint" and is_inpainting_model(base):
@@ -253,11 +289,26 @@ class ModelManager:
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
-    def unload(self) -> None:
+    def upscaler(self, entry: ModelEntry):
+        """The loaded upscaling pipeline for `entry` (SD x4 upscaler or LDM super-resolution)."""
+        with self._lock:
+            if self._upscaler is None or self._upscaler[0] != entry:
+                self._upscaler = None
+                free_memory()
+                pipe = self._load(entry)
+                if type(pipe).__name__ not in UPSCALE_CLASSES:
+                    raise StudioError(f"'{entry.name}' is not an upscaler ({type(pipe).__name__}): choose one of "
+                                      f"{', '.join(self.catalog.names(UPSCALE))}, or a baseline.")
+                self._upscaler = (entry, pipe)
+            return self._upscaler[1]
+
+    def unload(self, upscaler: bool = True) -> None:
         with self._lock:
             self._pipes.clear()
             self.extras.clear()
             self._entry = None
+            if upscaler:
+                self._upscaler = None
             free_memory()
 
     def _load(self, entry: ModelEntry):
@@ -270,7 +321,6 @@ class ModelManager:
             log.exception("Loading %s failed", entry.name)
             raise StudioError(_load_failure_message(entry, error)) from None
         pipe.set_progress_bar_config(disable=True)
-        self.base_scheduler_config = pipe.scheduler.config
         return place_pipeline(pipe, self.options, self.device, self.dtype)
 
     def _from_source(self, entry: ModelEntry):
@@ -309,6 +359,8 @@ def _auto_class(task: str):
 
 def _has_safety_checker(entry: ModelEntry) -> bool:
     index = Path(entry.location, "model_index.json")
+    if entry.task not in IMAGE_TASKS:
+        return False
     if entry.source == "hub":
         return True  # hub SD checkpoints ship one; the studio does not run it (as A1111)
     return index.is_file() and "safety_checker" in json.loads(index.read_text())

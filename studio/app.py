@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import controlnet, history, inpaint, pnginfo, pointcloud, settings, text2image
+from studio.tabs import controlnet, history, inpaint, pnginfo, pointcloud, settings, text2image, upscale
 from studio.widgets import SEND_TARGETS, Results
 
 CSS = """
@@ -21,11 +21,12 @@ def build_app(engine) -> gr.Blocks:
             txt2img = text2image.build(engine)
             control = controlnet.build(engine)
             inpainting = inpaint.build(engine)
+            upscaling = upscale.build(engine)
             pointcloud.build(engine)
             info = pnginfo.build(engine)
             past = history.build(engine)
             settings.build(engine)
-        receivers = {"img2img": txt2img, "inpaint": inpainting, "controlnet": control}
+        receivers = {"img2img": txt2img, "inpaint": inpainting, "controlnet": control, "upscale": upscaling}
         for source in (txt2img, control, inpainting):
             for target_id, button in source["results"].send.items():
                 wire_send_to(tabs, source["results"], button, receivers[target_id], SEND_TARGETS[target_id][1])

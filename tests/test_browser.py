@@ -37,6 +37,8 @@ def page(engine, models_dir):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(url)
+        page.locator("#txt2img_model input").wait_for(timeout=60_000)
+        page.wait_for_timeout(3000)  # the page-load event (saved defaults) must land before the tests type
         yield page
         browser.close()
     app.close()
@@ -130,6 +132,27 @@ def test_send_to_controlnet_preview_the_map_and_generate(page, engine):
     assert "ControlNet 0: \"Module: none, Model: controlnet/" in info  # the previewed map was used as is
 
 
+def test_send_to_super_resolution_upscale_and_compare(page, engine):
+    page.get_by_role("tab", name="Text to image").click()
+    source_info = page.locator("#txt2img_info textarea").input_value()  # the gallery image being sent
+    page.locator("#txt2img_send_to_upscale").click()
+    page.locator("#upscale_image img").first.wait_for(timeout=30_000)
+    assert page.locator("#upscale_model input").input_value() == "Lanczos"  # no upscaler model installed here
+    page.locator("#upscale_generate").click()
+    page.wait_for_function("() => { const i = [...document.querySelectorAll('#upscale_compare img')];"
+                           " return i.length >= 2 && i.every(x => x.complete && x.naturalWidth > 0); }",
+                           timeout=120_000)
+    page.locator("#upscale_file a").first.wait_for(timeout=30_000)  # the PNG to download
+    page.screenshot(path=str(ARTIFACTS / "upscale.png"), full_page=True)
+    info = page.locator("#upscale_info textarea").input_value()
+    saved = newest(engine, "upscale")
+    with Image.open(saved) as after:
+        assert after.size == (64 * 4, 64 * 4)
+        text = metadata.read_parameters(after)
+        assert text == info and text.startswith(source_info)  # the source's parameters, the step appended
+    assert "Upscaler: Lanczos" in info and "Upscale by: 4" in info
+
+
 def test_xy_grid_in_the_browser(page, engine):
     page.get_by_role("tab", name="Text to image").click()
     page.locator("#txt2img_prompt textarea").fill("a red circle")
@@ -162,9 +185,9 @@ def test_history_shows_the_newest_output_and_reuses_its_settings(page, engine):
     page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)
     assert page.locator("#history_text textarea").input_value() == metadata.read_parameters(Image.open(newest_image))
     page.locator("#history_reuse").click()
-    page.wait_for_timeout(500)
     prompt = metadata.parse_parameters(metadata.read_parameters(Image.open(newest_image)))["Prompt"]
-    assert page.locator("#txt2img_prompt textarea").input_value() == prompt
+    page.wait_for_function("(p) => document.querySelector('#txt2img_prompt textarea').value === p", arg=prompt,
+                           timeout=30_000)
 
 
 def choose(page, selector: str, value: str) -> None:

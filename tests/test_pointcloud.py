@@ -209,5 +209,5 @@ def test_point_cloud_models_are_listed_apart_from_image_models(pc_engine):
     assert pc_engine.manager.default_entry.name == "Shapes demo (64px)"
     from pipelines.text2image import Text2ImageRequest  # typed into an image tab anyway: a clear refusal
 
-    with pytest.raises(StudioError, match="is a pointcloud model: use it in its own tab"):
+    with pytest.raises(StudioError, match="is a point-cloud model: use it in the 3D point cloud tab"):
         pc_engine.submit_text2image(Text2ImageRequest("a red torus", model="Shapes point clouds (demo)")).outcome()

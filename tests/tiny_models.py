@@ -125,3 +125,46 @@ def tiny_shap_e_pipeline():
                                       use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
     return ShapEPipeline(prior=prior, text_encoder=text_encoder, tokenizer=tokenizer, shap_e_renderer=renderer,
                          scheduler=scheduler)
+
+
+def save_tiny_sd_upscaler(folder: Path) -> Path:
+    """A tiny StableDiffusionUpscalePipeline (x4: a 3-level VAE; UNet over 4 latent + 3 image channels)."""
+    from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline,
+                           UNet2DConditionModel)
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=7, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, norm_num_groups=16, num_class_embeds=351,  # one per noise level 0..350
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(16, 16, 32), in_channels=3, out_channels=3, norm_num_groups=16, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, sample_size=64,
+        scaling_factor=0.08333,
+    )
+    tokenizer = tiny_tokenizer()
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=tiny_text_encoder(len(tokenizer)), tokenizer=tokenizer, unet=unet,
+        low_res_scheduler=DDPMScheduler(), scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    (folder / "studio.json").write_text('{"steps": 3, "cfg_scale": 7.0, "tile_size": 32}')
+    return folder
+
+
+def save_tiny_ldm_upscaler(folder: Path) -> Path:
+    """A tiny LDMSuperResolutionPipeline (x4: a 3-level VQModel; UNet over 3 latent + 3 image channels)."""
+    from diffusers import DDIMScheduler, LDMSuperResolutionPipeline, UNet2DModel, VQModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=16, in_channels=6, out_channels=3, block_out_channels=(32, 64),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       layers_per_block=1, norm_num_groups=16)
+    vqvae = VQModel(block_out_channels=(16, 16, 32), in_channels=3, out_channels=3, latent_channels=3,
+                    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                    norm_num_groups=16, num_vq_embeddings=64)
+    LDMSuperResolutionPipeline(vqvae=vqvae, unet=unet, scheduler=DDIMScheduler()).save_pretrained(
+        folder, safe_serialization=True)
+    (folder / "studio.json").write_text('{"steps": 3, "tile_size": 32}')
+    return folder

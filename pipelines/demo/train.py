@@ -102,6 +102,17 @@ def atomic_json(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def optimizer_step(opt, loss, params: list, ema: list, step: int, ema_max: float) -> None:
+    """Backward, clip to norm 1, step, and move the EMA weights (warming up as (1+n)/(10+n))
+    for the update that makes `step` (1-based)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    with torch.no_grad():
+        torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - min(ema_max, (1 + step) / (10 + step)))
+
+
 def to_tensor(images: np.ndarray, device) -> torch.Tensor:
     x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
@@ -419,14 +430,8 @@ def train_unet(run_dir: Path, args, device) -> None:
         cond = te(ids)[0]
         pred = unet(xt, t, encoder_hidden_states=cond).sample
         loss = (weight[t] * ((pred.float() - v) ** 2).mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
         step += 1
-        d = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - d)
+        optimizer_step(opt, loss, params, ema, step, args.ema)
         losses.append(loss.item())
         bar.update(1)
         if step % 50 == 0:

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from pipelines.demo import world3d
 from pipelines.demo.tokenizer import build_tokenizer, check_tokenizer
+from pipelines.demo.train import optimizer_step
 from pipelines.demo.world import COLORS
 from pipelines.pointcloud_model import PointCloudDenoiser, PointCloudPipeline, to_channels
 
@@ -194,14 +195,8 @@ def train(args) -> None:
         loss = (weight[t] * ((pred - (a * noise - s * x0)) ** 2).mean(dim=(1, 2))).mean()
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
         step += 1
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
+        optimizer_step(opt, loss, params, ema, step, args.ema)
         losses.append(loss.item())
         if step % args.log_every == 0:
             print(f"step {step} loss {np.mean(losses[-args.log_every:]):.4f} lr {lr_at(step):.2e} "

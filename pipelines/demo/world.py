@@ -119,14 +119,15 @@ def draw_shape(canvas: np.ndarray, spec: ShapeSpec, scale: float = 1.0) -> None:
         cv2.fillPoly(canvas, [pts], rgb, cv2.LINE_8, shift)
 
 
-def render(scene: Scene) -> np.ndarray:
-    """Render to uint8 HxWx3 RGB. Shapes are drawn in order of decreasing depth."""
-    k = SUPERSAMPLE
+def render(scene: Scene, scale: int = 1) -> np.ndarray:
+    """Render to uint8 HxWx3 RGB, `scale` times the scene's size (the same scene in more detail:
+    super-resolution ground truth). Shapes are drawn in order of decreasing depth."""
+    k = SUPERSAMPLE * scale
     canvas = np.empty((scene.height * k, scene.width * k, 3), dtype=np.uint8)
     canvas[:] = PALETTE[scene.background]
     for spec in sorted(scene.shapes, key=lambda s: -s.depth):
         draw_shape(canvas, spec, scale=k)
-    return cv2.resize(canvas, (scene.width, scene.height), interpolation=cv2.INTER_AREA)
+    return cv2.resize(canvas, (scene.width * scale, scene.height * scale), interpolation=cv2.INTER_AREA)
 
 
 def caption(scene: Scene, form: str = "canonical") -> str:
