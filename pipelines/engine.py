@@ -68,7 +68,8 @@ class Engine:
         info = {"device": manager.device.type, "precision": str(manager.dtype).removeprefix("torch."),
                 "attention slicing": options.attention_slicing, "VAE tiling": options.vae_tiling,
                 "CPU offload": options.cpu_offload, "loaded model": loaded.name if loaded else None,
-                "loaded upscaler": manager.loaded_upscaler.name if manager.loaded_upscaler else None,
+                **{f"loaded {task} model": getattr(manager.loaded_side(task), "name", None)
+                   for task in ("upscale", "pointcloud")},
                 "default model": manager.default_entry.name if manager.default_entry else None,
                 "jobs waiting or running": self.jobs.pending()}
         vram = vram_in_use(manager.device)

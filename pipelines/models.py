@@ -73,6 +73,8 @@ def demo_entries(folder: Path = ASSETS_MODELS) -> list[ModelEntry]:
 POINTCLOUD_PIPELINES = ("PointCloudPipeline", "ShapEPipeline")
 IMAGE_TASKS = ("text2image", "inpaint")
 TASK_HOMES = {UPSCALE: ("an upscaler", "Super-resolution"), "pointcloud": ("a point-cloud model", "3D point cloud")}
+# card-less defaults where SD 1.5's do not fit (point-cloud models: cosine schedules, low guidance)
+TASK_DEFAULTS = {"pointcloud": dict(steps=25, cfg_scale=3.0, sampler="DPM++ 2M")}
 # which models a tab can use: text-to-image models also inpaint (blend mode)
 USABLE_FOR = {"inpaint": IMAGE_TASKS, "image": IMAGE_TASKS}
 
@@ -81,11 +83,13 @@ def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelE
     """A catalog entry for a model folder or file; a studio.json beside the weights sets its defaults."""
     card = (path.with_suffix(CONFIG_SUFFIX) if path.suffix == ".safetensors" else path) / "studio.json"
     info = json.loads(card.read_text()) if card.is_file() else {}
-    settings = {**SD15_DEFAULTS, **{k: info[k] for k in SD15_DEFAULTS if k in info}}
     pipeline_class = folder_pipeline_class(path)
+    task = folder_task(path, info, pipeline_class)
+    base = {**SD15_DEFAULTS, **TASK_DEFAULTS.get(task, {})}
+    settings = {**base, **{k: info[k] for k in base if k in info}}
     return ModelEntry(name or info.get("name", path.name), source, str(path),
                       description=info.get("description", "built-in demo model" if source == "demo" else ""),
-                      task=folder_task(path, info, pipeline_class), inpainting_model=info.get("inpainting_model", ""),
+                      task=task, inpainting_model=info.get("inpainting_model", ""),
                       pipeline_class=pipeline_class, tile_size=int(info.get("tile_size", 0)), **settings)
 
 
@@ -233,7 +237,8 @@ class ModelManager:
         self._lock = threading.RLock()
         self._entry: ModelEntry | None = None
         self._pipes: dict[str, object] = {}
-        self._upscaler: tuple[ModelEntry, object] | None = None  # kept beside the base model: no reloads
+        # models used on their own (an upscaler, a point-cloud model), one per task: kept across base switches
+        self._side: dict[str, tuple[ModelEntry, object]] = {}
         self.extras: dict[str, object] = {}  # add-on models (ControlNets) loaded for this base
         self.base_scheduler_config = None
         self.default_entry, self.default_reason = None, ""
@@ -252,9 +257,9 @@ class ModelManager:
     def loaded(self) -> ModelEntry | None:
         return self._entry
 
-    @property
-    def loaded_upscaler(self) -> ModelEntry | None:
-        return self._upscaler[0] if self._upscaler else None
+    def loaded_side(self, task: str) -> ModelEntry | None:
+        held = self._side.get(task)
+        return held[0] if held else None
 
     def entry(self, name: str | None) -> ModelEntry:
         if not name:
@@ -270,7 +275,7 @@ class ModelManager:
             raise StudioError(f"'{entry.name}' is {what}: use it in the {tab} tab.")
         with self._lock:
             if self._entry != entry:
-                self.unload(upscaler=False)
+                self.unload(side=False)
                 self._pipes["base"] = self._load(entry)
                 self.base_scheduler_config = self._pipes["base"].scheduler.config
                 self._entry = entry
@@ -289,26 +294,32 @@ class ModelManager:
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
+    def side_pipeline(self, entry: ModelEntry, load=None):
+        """The pipeline of a model used on its own beside the base model (its `entry.task` names the slot):
+        loaded once with `load(entry)` (default: the studio's loader) and kept until another takes the slot."""
+        with self._lock:
+            held = self._side.get(entry.task)
+            if held is None or held[0] != entry:
+                self._side.pop(entry.task, None)
+                free_memory()
+                self._side[entry.task] = (entry, (load or self._load)(entry))
+            return self._side[entry.task][1]
+
     def upscaler(self, entry: ModelEntry):
         """The loaded upscaling pipeline for `entry` (SD x4 upscaler or LDM super-resolution)."""
-        with self._lock:
-            if self._upscaler is None or self._upscaler[0] != entry:
-                self._upscaler = None
-                free_memory()
-                pipe = self._load(entry)
-                if type(pipe).__name__ not in UPSCALE_CLASSES:
-                    raise StudioError(f"'{entry.name}' is not an upscaler ({type(pipe).__name__}): choose one of "
-                                      f"{', '.join(self.catalog.names(UPSCALE))}, or a baseline.")
-                self._upscaler = (entry, pipe)
-            return self._upscaler[1]
+        pipe = self.side_pipeline(entry)
+        if type(pipe).__name__ not in UPSCALE_CLASSES:
+            raise StudioError(f"'{entry.name}' is not an upscaler ({type(pipe).__name__}): choose one of "
+                              f"{', '.join(self.catalog.names(UPSCALE))}, or a baseline.")
+        return pipe
 
-    def unload(self, upscaler: bool = True) -> None:
+    def unload(self, side: bool = True) -> None:
         with self._lock:
             self._pipes.clear()
             self.extras.clear()
             self._entry = None
-            if upscaler:
-                self._upscaler = None
+            if side:
+                self._side.clear()
             free_memory()
 
     def _load(self, entry: ModelEntry):

@@ -7,10 +7,7 @@ user's, or a transformers depth model's) with the image's colours.
 
 from __future__ import annotations
 
-import json
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +24,6 @@ MIN_POINTS, MAX_POINTS = 16, 16384
 SHAP_E = ModelEntry(shap_e.HUB_ID, "hub", shap_e.HUB_ID, steps=64, cfg_scale=15.0, sampler="Heun",
                     description="Shap-E (OpenAI): text → mesh, sampled to points; needs its weights downloaded",
                     task="pointcloud")
-_load_lock = threading.Lock()
 
 
 @dataclass
@@ -75,14 +71,13 @@ def resolve_model(manager: ModelManager, name: str) -> ModelEntry:
     for entry in available:
         if entry.name == name:
             return entry
-    catalog = manager.catalog
-    folder = (catalog.models_dir / name).resolve()
-    if folder.is_relative_to(catalog.models_dir) and (folder / "model_index.json").is_file():
-        index = json.loads((folder / "model_index.json").read_text())
-        if index.get("_class_name") in ("PointCloudPipeline", "ShapEPipeline"):
-            return ModelEntry(name, "local", str(folder), steps=25, cfg_scale=3.0, sampler="DPM++ 2M",
-                              task="pointcloud")
-    raise StudioError(f"Unknown point-cloud model '{name}'. Available: {', '.join(e.name for e in available)}.")
+    try:
+        entry = manager.catalog.resolve(name)  # also a folder inside the models dir, given by path
+    except StudioError:
+        entry = None
+    if entry is None or entry.task != "pointcloud":
+        raise StudioError(f"Unknown point-cloud model '{name}'. Available: {', '.join(e.name for e in available)}.")
+    return entry
 
 
 def validate(request: PointCloudRequest) -> None:
@@ -146,16 +141,7 @@ def _diffuse(pipe, request, sampler, steps, guidance, seed, on_step, progress):
 
 def load(manager: ModelManager, entry: ModelEntry):
     """The point-cloud pipeline for `entry`, loaded once and kept beside the image model."""
-    with _load_lock:
-        cached = manager.extras.get("pointcloud")
-        if cached is not None and cached[0] == entry:
-            return cached[1]
-        manager.extras.pop("pointcloud", None)
-        pipe = _load(manager, entry)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.to(manager.device)
-        manager.extras["pointcloud"] = (entry, pipe)
-        return pipe
+    return manager.side_pipeline(entry, lambda e: _load(manager, e))
 
 
 def _load(manager: ModelManager, entry: ModelEntry):
@@ -164,10 +150,7 @@ def _load(manager: ModelManager, entry: ModelEntry):
     if entry.source == "hub" and not hub_model_is_cached(entry.location):
         raise StudioError(f"'{entry.name}' is not downloaded and the hub cannot be reached: connect once to "
                           "download it, or pick the demo point-cloud model.")
-    index = Path(entry.location, "model_index.json")
-    cls = PointCloudPipeline
-    if entry.source == "hub" or json.loads(index.read_text()).get("_class_name") == "ShapEPipeline":
-        cls = ShapEPipeline
+    cls = ShapEPipeline if entry.source == "hub" or entry.pipeline_class == "ShapEPipeline" else PointCloudPipeline
     kwargs = dict(dtype=manager.dtype, use_safetensors=True, local_files_only=entry.source != "hub")
     try:
         pipe = cls.from_pretrained(entry.location, **kwargs)
@@ -176,7 +159,8 @@ def _load(manager: ModelManager, entry: ModelEntry):
         raise StudioError(f"Could not load point-cloud model '{entry.name}': {text}") from None
     if isinstance(pipe, PointCloudPipeline):
         pipe.base_scheduler_config = pipe.scheduler.config
-    return pipe
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(manager.device)
 
 
 def _step_callback(progress):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.demo import judge3d, world3d
+from pipelines.demo import judge3d
 from pipelines.demo.evaluate3d import evaluate, load
 from pipelines.pointcloud import PointCloudRequest
 

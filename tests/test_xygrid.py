@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY
-from pipelines import metadata, xygrid
+from pipelines import metadata
 from pipelines.errors import StudioError
 from pipelines.text2image import Text2ImageRequest
 from pipelines.xygrid import XYGridRequest, parse_values
