@@ -211,3 +211,14 @@ def test_point_cloud_models_are_listed_apart_from_image_models(pc_engine):
 
     with pytest.raises(StudioError, match="is a point-cloud model: use it in the 3D point cloud tab"):
         pc_engine.submit_text2image(Text2ImageRequest("a red torus", model="Shapes point clouds (demo)")).outcome()
+
+
+def test_the_point_cloud_model_stays_loaded_across_image_model_switches(pc_engine):
+    manager = pc_engine.manager
+    entry = pointcloud.resolve_model(manager, TINY_PC)
+    pipe = pointcloud.load(manager, entry)
+    assert entry.sampler == "DPM++ 2M" and entry.cfg_scale == 3.0  # card-less: the point-cloud defaults
+    manager.pipeline(manager.default_entry)  # the image tabs load (or switch) their model meanwhile
+    assert manager.loaded_side("pointcloud") == entry and pointcloud.load(manager, entry) is pipe
+    manager.unload()  # "Unload and free memory" empties every slot
+    assert manager.loaded_side("pointcloud") is None
