@@ -9,10 +9,12 @@ from pathlib import Path
 from PIL import Image
 
 from pipelines.errors import StudioError
-from pipelines.models import CONFIG_SUFFIX, HUB_ID, check_safetensors
+from pipelines.models import ASSETS_MODELS, CONFIG_SUFFIX, HUB_ID, check_safetensors
 from pipelines.preprocess import control_map
 
 SUBFOLDER = "controlnet"  # local ControlNets live in <models dir>/controlnet/
+DEMO_DIR = ASSETS_MODELS / SUBFOLDER  # built-in ControlNets for the demo base model (diffusers folders)
+DEMO_PREFIX = "demo/"  # their names: "demo/<folder>", apart from local ("controlnet/...") and hub names
 HUB_CONTROLNETS = ["lllyasviel/control_v11p_sd15_canny", "lllyasviel/control_v11p_sd15_lineart",
                    "lllyasviel/control_v11p_sd15_scribble", "lllyasviel/control_v11p_sd15_softedge",
                    "lllyasviel/control_v11f1p_sd15_depth"]
@@ -39,13 +41,30 @@ class ControlUnit:
                               f"(got {self.start:g}–{self.end:g}).")
 
 
+def demo_controlnets(folder: Path = DEMO_DIR) -> dict[str, Path]:
+    """The built-in ControlNets by name."""
+    return {DEMO_PREFIX + p.parent.name: p.parent for p in sorted(Path(folder).glob("*/config.json"))}
+
+
 def controlnet_names(models_dir: Path) -> list[str]:
     folder = Path(models_dir) / SUBFOLDER
     local = []
     if folder.is_dir():
         local = sorted(p.relative_to(models_dir).as_posix() for p in folder.iterdir()
                        if (p / "config.json").is_file() or p.suffix == ".safetensors")
-    return local + HUB_CONTROLNETS
+    return list(demo_controlnets()) + local + HUB_CONTROLNETS
+
+
+def fitting_controlnet(names: list[str], base_is_demo: bool, current: str | None = None) -> str | None:
+    """The ControlNet to offer for a base model: `current` if it is of the base's kind (built-in ones go
+    with the demo base, the others with real models), else the first name of that kind."""
+    def is_demo(name):
+        return name.startswith(DEMO_PREFIX)
+
+    if current and is_demo(current) == base_is_demo:
+        return current
+    kind = [n for n in names if is_demo(n) == base_is_demo]
+    return kind[0] if kind else current or (names[0] if names else None)
 
 
 def load(manager, name: str):
@@ -57,10 +76,14 @@ def load(manager, name: str):
         return cache[name]
     models_dir = manager.catalog.models_dir
     path = (models_dir / name).resolve()
+    demo = demo_controlnets().get(name)
     try:
         if name.lower().endswith((".ckpt", ".pt", ".pth", ".bin")):
             raise StudioError(f"'{name}' is a pickle checkpoint: convert it to .safetensors first.")
-        if path.exists():
+        if demo is not None:
+            model = ControlNetModel.from_pretrained(demo, dtype=manager.dtype, use_safetensors=True,
+                                                    local_files_only=True)
+        elif path.exists():
             if not path.is_relative_to(models_dir):
                 raise StudioError(f"ControlNet path '{name}' is outside the models dir.")
             if path.suffix == ".safetensors":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.controlnet import MAX_SCALE, ControlUnit, controlnet_names
+from pipelines.controlnet import MAX_SCALE, ControlUnit, controlnet_names, fitting_controlnet
 from pipelines.errors import StudioError
 from pipelines.preprocess import PREPROCESSORS, control_map
 from pipelines.text2image import MAX_SIZE, MIN_SIZE, Text2ImageRequest
@@ -15,7 +15,7 @@ from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, resul
 UNITS = 2  # units shown in the tab (the pipeline takes up to three)
 
 
-def unit_controls(index: int, names: list[str]) -> list:
+def unit_controls(index: int, names: list[str], default: str | None) -> list:
     with gr.Accordion(f"ControlNet unit {index}", open=index == 0):
         enabled = gr.Checkbox(index == 0, label="Enable", elem_id=f"cn{index}_enabled")
         with gr.Row():
@@ -24,7 +24,7 @@ def unit_controls(index: int, names: list[str]) -> list:
             preview = gr.Image(label="Control map (upload one here to use it as is)", type="pil", height=220,
                                sources=["upload", "clipboard"], elem_id=f"cn{index}_map")
         with gr.Row():
-            model = gr.Dropdown(names, value=names[0] if names else None, label="ControlNet model",
+            model = gr.Dropdown(names, value=default, label="ControlNet model",
                                 allow_custom_value=True, elem_id=f"cn{index}_model")
             preprocessor = gr.Dropdown(list(PREPROCESSORS), value="canny", label="Preprocessor",
                                        elem_id=f"cn{index}_preprocessor")
@@ -55,11 +55,19 @@ def build(engine) -> dict:
     manager = engine.manager
     default = engine.ui_defaults()
     names = controlnet_names(manager.catalog.models_dir)
+
+    def is_demo(name) -> bool:
+        try:
+            return manager.entry(name).source == "demo"
+        except StudioError:
+            return False
+
+    first = fitting_controlnet(names, is_demo(None))  # the built-in one on the demo base model
     with gr.Tab("ControlNet", id="controlnet"):
         row = prompt_row("controlnet")
         with gr.Row():
             with gr.Column(scale=3):
-                units = [unit_controls(i, names) for i in range(UNITS)]
+                units = [unit_controls(i, names, first) for i in range(UNITS)]
             with gr.Column(scale=2):
                 results = results_panel("controlnet")
                 model, refresh = model_picker(manager, "controlnet")
@@ -79,6 +87,11 @@ def build(engine) -> dict:
     for enabled, image, map_box, _model, preprocessor, low, high, *_rest, show in units:
         show.click(preview, [image, preprocessor, low, high, width, height], map_box, api_visibility="private")
         image.change(lambda: None, None, map_box, api_visibility="private")  # a new input needs a new map
+
+    def fit(base, *current):  # a base model of the other kind gets a ControlNet of its own kind
+        return [fitting_controlnet(names, is_demo(base), name) for name in current]
+
+    model.change(fit, [model, *[unit[3] for unit in units]], [unit[3] for unit in units], api_visibility="private")
 
     unit_inputs = [widget for unit in units for widget in unit[:10]]
     settings = [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg, width, height,
