@@ -4,7 +4,7 @@ from PIL import Image, ImageDraw
 
 from conftest import TINY
 from pipelines import metadata, text2image
-from pipelines.controlnet import ControlUnit
+from pipelines.controlnet import ControlUnit, controlnet_names
 from pipelines.errors import StudioError
 from pipelines.jobs import Progress
 from pipelines.text2image import Text2ImageRequest
@@ -57,6 +57,15 @@ def test_controlnet_from_a_local_folder_with_preprocessor_and_metadata(engine, c
                                       "Threshold B: 150, Guidance Start: 0.1, Guidance End: 0.9")
 
 
+def test_a_local_folder_controlnet_is_listed_and_runs_through_the_tabs_job_path(engine, controlnets):
+    # the tab lists controlnet_names() and submits a Text2ImageRequest to the engine's job queue
+    assert set(controlnets) <= set(controlnet_names(engine.manager.catalog.models_dir))
+    job = engine.submit_text2image(Text2ImageRequest("a red square", model=TINY, steps=2, width=64, height=64,
+                                                     seed=3, controlnets=[ControlUnit(controlnets[1], edges())]))
+    saved, _warnings = job.outcome()
+    assert "Model: controlnet/tiny-cn-b" in saved[0].generated.parameters
+
+
 def test_integer_scales_from_a_ui_or_json_client_work(engine, controlnets):
     assert generate(engine, [ControlUnit(controlnets[0], edges(), "none", scale=1, start=0, end=1)]).shape == (64, 64, 3)
 
@@ -69,6 +78,7 @@ def test_controlnet_with_image_to_image(engine, controlnets):
 @pytest.mark.parametrize("unit,message", [
     (ControlUnit("controlnet/tiny-cn-a", None), "No control image"),
     (ControlUnit("controlnet/other-family", edges(), "none"), "another base model family"),
+    (ControlUnit("demo/shapes-canny", edges(), "none"), "another base model family"),  # built for the demo base
     (ControlUnit("controlnet/tiny-cn-a", edges(), start=0.8, end=0.2), "start must be below end"),
     (ControlUnit("controlnet/tiny-cn-a", edges(), scale=3), "scale must be between"),
     (ControlUnit("controlnet/missing", edges()), "Unknown ControlNet"),
