@@ -14,7 +14,7 @@ UNet, text encoder and VAE stay frozen. Same noise schedule, v-prediction and mi
 base; captions dropped 20% of the time so classifier-free guidance keeps working; EMA weights.
 
 Checkpoints (safetensors, atomic) every --ckpt-every steps and at the end of the --minutes budget.
-Uses CUDA when present (a lent H100 runs ~20 steps/s at batch 64); on 1 CPU thread ~2 steps/s.
+Uses CUDA when present; on 1 CPU thread 0.5-2.4 steps/s at batch 16, depending on what else the machine runs.
 """
 from __future__ import annotations
 
