@@ -91,7 +91,8 @@ def build(engine) -> dict:
     def fit(base, *current):  # a base model of the other kind gets a ControlNet of its own kind
         return [fitting_controlnet(names, is_demo(base), name) for name in current]
 
-    model.change(fit, [model, *[unit[3] for unit in units]], [unit[3] for unit in units], api_visibility="private")
+    model.change(fit, [model, *[unit[3] for unit in units]], [unit[3] for unit in units], queue=False,
+                 api_visibility="private")  # instant, and never waits behind (or delays) queued events
 
     unit_inputs = [widget for unit in units for widget in unit[:10]]
     settings = [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg, width, height,
