@@ -13,7 +13,7 @@ from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import to_rgb
 from pipelines.jobs import StageProgress
-from pipelines.models import ModelEntry, ModelManager
+from pipelines.models import UPSCALE, ModelEntry, ModelManager
 from pipelines.samplers import SAMPLERS
 
 VERSION = "Diffusion Studio 0.1"
@@ -75,7 +75,8 @@ class Settings:
     hires_size: tuple[int, int] | None = None
 
 
-def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
+def resolve_settings(request: Text2ImageRequest, entry: ModelEntry, hr_models: list[str] = ()) -> Settings:
+    """`hr_models`: the catalog's super-resolution models, which the hires fix may use too."""
     init = to_rgb(request.init_image, "init image") if request.init_image is not None else None
     width, height = request.width, request.height
     if init is not None and width is None and height is None:
@@ -94,7 +95,7 @@ def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
     if request.enable_hr:
         if init is not None:
             raise StudioError("Hires fix is for text to image: remove the init image or turn hires fix off.")
-        hires.validate(request.hr_upscaler, int(request.hr_steps), request.strength, MAX_STEPS)
+        hires.validate(request.hr_upscaler, int(request.hr_steps), request.strength, MAX_STEPS, hr_models)
         settings.hires_size = hires.final_size(settings.width, settings.height, request.hr_scale, MAX_SIZE)
     return settings
 
@@ -145,7 +146,7 @@ def resolve_seed(seed: int | None) -> int:
 def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2ImageResult:
     """Generate batch_count × batch_size images; image i uses seed + i, noise from a CPU generator."""
     entry = manager.entry(request.model)
-    s = resolve_settings(request, entry)
+    s = resolve_settings(request, entry, manager.catalog.names(UPSCALE))
     task = "img2img" if s.init_image is not None else "text2image"
     pipe, control_args = manager.pipeline(entry, task), {}
     if request.controlnets:

@@ -89,6 +89,8 @@ def test_listing_routes(api):
     assert api.post("/sdapi/v1/options", json={"sd_model_checkpoint": TINY}).status_code == 200
     assert api.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == TINY
     assert api.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"}).status_code == 422
+    assert {"Lanczos", "Nearest"} <= {u["name"] for u in api.get("/sdapi/v1/upscalers").json()}
+    assert "Latent (bicubic antialiased)" in [m["name"] for m in api.get("/sdapi/v1/latent-upscale-modes").json()]
 
 
 @pytest.mark.parametrize("field,value", [("steps", "many"), ("width", [64]), ("seed", {"a": 1}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines import hires, xygrid
+from pipelines.models import UPSCALE
 from pipelines.text2image import MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_SIZE, MAX_STEPS, MIN_SIZE, Text2ImageRequest
 from studio.jobs_ui import session_of
 from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
@@ -13,6 +14,10 @@ from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, resul
 
 def build(engine) -> dict:
     manager = engine.manager
+
+    def hires_choices() -> list[str]:
+        return [*hires.UPSCALERS, *manager.catalog.names(UPSCALE)]
+
     default = engine.ui_defaults()
     with gr.Tab("Text to image", id="txt2img"):
         row = prompt_row("txt2img")
@@ -32,7 +37,8 @@ def build(engine) -> dict:
                 with gr.Accordion("Hires fix", open=False):
                     enable_hr = gr.Checkbox(False, label="Upscale and refine (hires fix)", elem_id="txt2img_enable_hr")
                     with gr.Row():
-                        hr_upscaler = gr.Dropdown(hires.UPSCALERS, value="Latent", label="Upscaler")
+                        hr_upscaler = gr.Dropdown(hires_choices(), value="Latent",
+                                                  label="Upscaler", elem_id="txt2img_hr_upscaler")
                         hr_scale = gr.Slider(hires.MIN_SCALE, hires.MAX_SCALE, step=0.05, value=2.0,
                                              label="Upscale by", elem_id="txt2img_hr_scale")
                     with gr.Row():
@@ -86,6 +92,7 @@ def build(engine) -> dict:
     grid_button.click(run_grid, [*inputs, x_type, x_values, y_type, y_values], outputs, api_name="xy_grid",
                       concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
+    refresh.click(lambda: gr.update(choices=hires_choices()), None, hr_upscaler, api_visibility="private")
     return {"results": results, "image": init_image, "reveal": img2img_box,
             "fields": settings_fields(row, sampling, width=width, height=height),
             "restore": [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg,
