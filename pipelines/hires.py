@@ -1,8 +1,9 @@
 """Hires fix: the two-pass cascade of A1111 — generate small, upscale, refine as image to image.
 
 Upscaling happens in latent space (interpolation, A1111's "Latent (…)" upscalers), on pixels
-(Lanczos, Nearest) or through any model of the super-resolution tab; the second pass re-noises the upscaled result by the denoising strength and
-denoises it at the final size, which restores the detail a plain enlargement lacks.
+(Lanczos, Nearest) or through any model of the super-resolution tab; the second pass re-noises the
+upscaled result by the denoising strength and denoises it at the final size, which restores the
+detail a plain enlargement lacks.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-from pipelines import metadata
+from pipelines import metadata, networks
 from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import has_transparency, to_rgb
@@ -165,9 +165,11 @@ def run(manager: ModelManager, request: InpaintRequest, progress) -> Text2ImageR
     if request.fill == "fill":
         crop = fill_masked(crop, canvas.mask.crop(box))
     pipe = manager.pipeline(entry, "inpaint")
+    prompt, negative, network_fields = networks.activate(pipe, manager.catalog.models_dir, request.prompt,
+                                                         request.negative_prompt, entry.name)
     seeds = [seed + i for i in range(request.batch_size)]
-    latents = denoise(pipe, manager, sampler, seeds, progress, prompt=request.prompt,
-                      negative_prompt=request.negative_prompt or None, image=crop.resize(size, Image.LANCZOS),
+    latents = denoise(pipe, manager, sampler, seeds, progress, prompt=prompt,
+                      negative_prompt=negative or None, image=crop.resize(size, Image.LANCZOS),
                       mask_image=crop_mask.resize(size, Image.LANCZOS), width=size[0], height=size[1],
                       strength=request.strength, num_inference_steps=steps, guidance_scale=cfg_scale)
     results = []
@@ -180,7 +182,8 @@ def run(manager: ModelManager, request: InpaintRequest, progress) -> Text2ImageR
                   "Denoising strength": f"{request.strength:g}", "Mask blur": int(request.mask_blur),
                   "Inpaint area": "Only masked" if request.only_masked else None,
                   "Masked area padding": int(request.only_masked_padding) if request.only_masked else None,
-                  "Masked content": request.fill, "Outpaint": _outpaint_text(request), "Version": VERSION}
+                  "Masked content": request.fill, "Outpaint": _outpaint_text(request), **network_fields,
+                  "Version": VERSION}
         text = metadata.format_parameters(request.prompt, request.negative_prompt, fields)
         results.append(GeneratedImage(result, image_seed, text))
     return Text2ImageResult(results, canvas.notes)

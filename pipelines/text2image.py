@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pipelines import controlnet, hires, metadata
+from pipelines import controlnet, hires, metadata, networks
 from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import to_rgb
@@ -73,6 +73,9 @@ class Settings:
     seed: int
     init_image: Image.Image | None
     hires_size: tuple[int, int] | None = None
+    prompt: str = ""  # as the model reads it: LoRA tags taken out (networks.activate)
+    negative_prompt: str = ""
+    networks: dict = field(default_factory=dict)  # LoRA / embedding metadata fields
 
 
 def resolve_settings(request: Text2ImageRequest, entry: ModelEntry, hr_models: list[str] = ()) -> Settings:
@@ -149,9 +152,11 @@ def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2Ima
     s = resolve_settings(request, entry, manager.catalog.names(UPSCALE))
     task = "img2img" if s.init_image is not None else "text2image"
     pipe, control_args = manager.pipeline(entry, task), {}
+    s.prompt, s.negative_prompt, s.networks = networks.activate(
+        pipe, manager.catalog.models_dir, request.prompt, request.negative_prompt, entry.name)
     if request.controlnets:
         pipe, control_args, _maps = controlnet.prepare(manager, entry, task, request.controlnets, (s.width, s.height))
-    warnings = prompt_warnings(pipe, request.prompt) + prompt_warnings(pipe, request.negative_prompt)
+    warnings = prompt_warnings(pipe, s.prompt) + prompt_warnings(pipe, s.negative_prompt)
     images: list[GeneratedImage] = []
     passes = 2 if s.hires_size else 1
     for batch in range(request.batch_count):
@@ -172,7 +177,7 @@ def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2Ima
 
 
 def prompt_args(request: Text2ImageRequest, s: Settings) -> dict:
-    return dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None, guidance_scale=s.cfg_scale)
+    return dict(prompt=s.prompt, negative_prompt=s.negative_prompt or None, guidance_scale=s.cfg_scale)
 
 
 def pipeline_args(request: Text2ImageRequest, s: Settings) -> dict:
@@ -191,6 +196,7 @@ def parameters_text(request: Text2ImageRequest, s: Settings, seed: int) -> str:
         "Hires steps": int(request.hr_steps) if s.hires_size and request.hr_steps else None,
         "Hires upscaler": request.hr_upscaler if s.hires_size else None,
         **controlnet.parameters(request.controlnets),
+        **s.networks,
         "Version": VERSION,
     }
     return metadata.format_parameters(request.prompt, request.negative_prompt, fields)

@@ -144,3 +144,14 @@ def test_auth_protects_the_rest_api(engine):
     assert client.get("/sdapi/v1/samplers").status_code == 401
     assert client.get("/sdapi/v1/samplers", auth=("me", "wrong")).status_code == 401
     assert client.get("/sdapi/v1/samplers", auth=("me", "secret")).status_code == 200
+
+
+def test_lora_and_embedding_listings(api, models_dir):
+    from tiny_models import save_tiny_embedding, save_tiny_lora
+
+    if not (models_dir / "lora" / "paint.safetensors").exists():
+        save_tiny_lora(models_dir / "lora" / "paint.safetensors", seed=1)
+    if not (models_dir / "embeddings" / "shiny.safetensors").exists():
+        save_tiny_embedding(models_dir / "embeddings" / "shiny.safetensors", seed=4)
+    assert "paint" in [lora["name"] for lora in api.get("/sdapi/v1/loras").json()]
+    assert "shiny" in api.get("/sdapi/v1/embeddings").json()["loaded"]

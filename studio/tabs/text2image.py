@@ -8,8 +8,8 @@ from pipelines import hires, xygrid
 from pipelines.models import UPSCALE
 from pipelines.text2image import MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_SIZE, MAX_STEPS, MIN_SIZE, Text2ImageRequest
 from studio.jobs_ui import session_of
-from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
-                            settings_fields, wire_common)
+from studio.widgets import (GPU, as_int, finish, model_picker, network_picker, prompt_row, results_panel,
+                            sampling_controls, settings_fields, wire_common)
 
 
 def build(engine) -> dict:
@@ -21,6 +21,7 @@ def build(engine) -> dict:
     default = engine.ui_defaults()
     with gr.Tab("Text to image", id="txt2img"):
         row = prompt_row("txt2img")
+        network_picker(manager, "txt2img", row)
         with gr.Row():
             with gr.Column(scale=2):
                 model, refresh = model_picker(manager, "txt2img")
