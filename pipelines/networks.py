@@ -70,7 +70,8 @@ def parse_weight(text: str | None, default: float, name: str) -> float:
 def files(models_dir: Path, kind: str) -> dict[str, Path]:
     """name → .safetensors file of a LoRA (kind "lora") or embedding ("embeddings") folder."""
     folder = Path(models_dir) / kind
-    return {p.stem: p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
+    found = sorted(folder.glob("*.safetensors"), key=lambda p: p.stem.lower()) if folder.is_dir() else []
+    return {p.stem: p for p in found}
 
 
 def lora_names(models_dir: Path) -> list[str]:

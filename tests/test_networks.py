@@ -18,6 +18,7 @@ from tiny_models import save_tiny_embedding, save_tiny_lora
 @pytest.fixture(scope="module")
 def networks_dir(models_dir):
     save_tiny_lora(models_dir / "lora" / "paint.safetensors", seed=1)
+    save_tiny_lora(models_dir / "lora" / "paint-kohya.safetensors", seed=1, kohya=True)
     save_tiny_lora(models_dir / "lora" / "ink.safetensors", seed=2, text_encoder=False)
     save_tiny_lora(models_dir / "lora" / "other-family.safetensors", seed=3, cross_attention_dim=64,
                    text_encoder=False)
@@ -54,6 +55,13 @@ def test_lora_weight_scales_its_effect_and_is_switched_off_when_not_named(engine
     assert np.array_equal(pixels(generate(engine, "a red circle")), plain)  # loaded, but off
 
 
+def test_a_kohya_layout_lora_acts_like_the_same_weights_in_diffusers_layout(engine, networks_dir):
+    plain = pixels(generate(engine, "a red circle"))
+    diffusers_layout = pixels(generate(engine, "a red circle <lora:paint:1>"))
+    kohya_layout = pixels(generate(engine, "a red circle <lora:paint-kohya:1>"))
+    assert np.abs(kohya_layout - diffusers_layout).mean() < 0.1 * np.abs(diffusers_layout - plain).mean()
+
+
 def test_two_loras_combine_and_metadata_regenerates_the_image(engine, networks_dir):
     prompt = "a red circle, <lora:paint:0.7>, <lora:ink:1.2>"
     both = generate(engine, prompt)
@@ -86,7 +94,7 @@ def test_inpainting_takes_loras_too(engine, networks_dir):
 
 
 @pytest.mark.parametrize("prompt,message", [
-    ("a red circle <lora:missing:1>", "No LoRA named 'missing'. Available: ink, other-family, paint"),
+    ("a red circle <lora:missing:1>", "No LoRA named 'missing'. Available: ink, other-family, paint, paint-kohya"),
     ("a red circle <lora:old:1>", "pickle file"),
     ("a red circle <lora:paint:lots>", "not a number"),
     ("a red circle <lora:paint:9>", "between -5 and 5"),

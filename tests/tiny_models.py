@@ -170,9 +170,11 @@ def save_tiny_ldm_upscaler(folder: Path) -> Path:
     return folder
 
 
-def save_tiny_lora(path: Path, seed: int, cross_attention_dim: int = 32, text_encoder: bool = True) -> Path:
-    """A random LoRA (diffusers/peft format, one .safetensors file) for the tiny SD UNet and text encoder;
-    another `cross_attention_dim` makes one for a different model family."""
+def save_tiny_lora(path: Path, seed: int, cross_attention_dim: int = 32, text_encoder: bool = True,
+                   kohya: bool = False) -> Path:
+    """A random LoRA (one .safetensors file; diffusers/PEFT key layout, or kohya's as A1111 and most
+    downloads use) for the tiny SD UNet and text encoder; another `cross_attention_dim` makes one for a
+    different model family."""
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
@@ -192,6 +194,15 @@ def save_tiny_lora(path: Path, seed: int, cross_attention_dim: int = 32, text_en
                 if "lora_" in name:  # peft starts lora_B at zero (a no-op LoRA): give both sides weight
                     param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if kohya:
+        from diffusers.utils import convert_state_dict_to_kohya
+        from safetensors.torch import save_file
+
+        layers = {f"unet.{k}": v for k, v in get_peft_model_state_dict(unet).items()}
+        if text_encoder:
+            layers.update({f"text_encoder.{k}": v for k, v in get_peft_model_state_dict(text).items()})
+        save_file({k: v.contiguous() for k, v in convert_state_dict_to_kohya(layers).items()}, path)
+        return path
     StableDiffusionPipeline.save_lora_weights(
         path.parent, unet_lora_layers=get_peft_model_state_dict(unet),
         text_encoder_lora_layers=get_peft_model_state_dict(text) if text_encoder else None,
