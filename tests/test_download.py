@@ -75,3 +75,16 @@ def test_component_and_file_selection():
     assert not download.wanted("unet/diffusion_pytorch_model.non_ema.safetensors", folders)
     assert not download.wanted("safety_checker/model.safetensors", folders)
     assert not download.wanted("unet/sub/x.safetensors", folders)
+
+
+def test_stop_during_a_download_ends_it_with_a_resumable_note():
+    from pipelines.errors import JobCancelled
+    from pipelines.jobs import Progress
+
+    progress = Progress()
+    download.report(progress, REPO, 1_500_000, 4_000_000)
+    assert progress.note == f"Downloading {REPO}: 1.5 MB of 4.0 MB"
+    assert (progress.step, progress.total) == (1_500_000, 4_000_000)
+    progress.cancel()
+    with pytest.raises(JobCancelled, match="resumes there"):
+        download.report(progress, REPO, 2_000_000, 4_000_000)
