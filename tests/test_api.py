@@ -10,23 +10,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, serve_studio
 from pipelines import metadata
 
 
 @pytest.fixture(scope="module")
 def api(engine):
-    from studio.api import register_api
-    from studio.app import build_app, launch_options
-
-    app = build_app(engine)
-    app.queue()
-    server, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
-                                **launch_options(engine))
-    register_api(server, engine)
-    with httpx.Client(base_url=url.rstrip("/"), timeout=120) as client:
+    with serve_studio(engine) as url, httpx.Client(base_url=url.rstrip("/"), timeout=120) as client:
         yield client
-    app.close()
 
 
 def b64png(image: Image.Image) -> str:

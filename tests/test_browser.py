@@ -36,6 +36,7 @@ def page(engine, models_dir):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.on("pageerror", lambda error: (ARTIFACTS / "page-errors.txt").open("a").write(f"{error}\n"))
         page.goto(url)
         page.locator("#txt2img_model input").wait_for(timeout=60_000)
         page.wait_for_timeout(3000)  # the page-load event (saved defaults) must land before the tests type
@@ -188,6 +189,7 @@ def test_history_shows_the_newest_output_and_reuses_its_settings(page, engine):
     prompt = metadata.parse_parameters(metadata.read_parameters(Image.open(newest_image)))["Prompt"]
     page.wait_for_function("(p) => document.querySelector('#txt2img_prompt textarea').value === p", arg=prompt,
                            timeout=30_000)
+    page.locator("#txt2img_prompt textarea").wait_for(state="visible", timeout=30_000)  # the tab switch landed
 
 
 def choose(page, selector: str, value: str) -> None:
@@ -203,15 +205,19 @@ def choose(page, selector: str, value: str) -> None:
 
 
 def open_tab(page, name: str, probe: str) -> None:
-    """Click a tab until `probe` (an element inside it) shows. Under heavy load a click on the tab bar
-    right after another event's update has been seen to be lost (the tab stays where it was)."""
+    """Click a tab until `probe` (an element inside it) shows and stays shown. Under heavy load an
+    earlier event's tab switch (send-to, reuse settings) can land just after the click, milliseconds
+    later than the rest of its update; a person would click again, so does this."""
     for _ in range(3):
         page.get_by_role("tab", name=name).click()
         try:
             page.locator(probe).first.wait_for(state="visible", timeout=10_000)
-            return
+            page.wait_for_timeout(1500)
+            if page.locator(probe).first.is_visible():
+                return
         except Exception:  # noqa: BLE001 - click again
-            page.screenshot(path=str(ARTIFACTS / f"tab-click-lost-{name.replace(' ', '_')}.png"), full_page=True)
+            pass
+        page.screenshot(path=str(ARTIFACTS / f"tab-click-lost-{name.replace(' ', '_')}.png"), full_page=True)
     raise AssertionError(f"the {name!r} tab does not open")
 
 
@@ -238,7 +244,10 @@ def test_text_to_point_cloud_shows_the_cloud_and_offers_ply_and_glb(page, engine
     page.locator("#pointcloud_seed input").fill("3")
     page.locator("#pointcloud_generate").click()
     link = page.locator("#pointcloud_files a[href*='.ply']").first
-    link.wait_for(timeout=120_000)
+    try:
+        link.wait_for(timeout=120_000)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "pointcloud-after-generate.png"), full_page=True)
     page.locator("#pointcloud_viewer canvas").first.wait_for(timeout=30_000)
     viewer_file = page.locator("#pointcloud_viewer a[data-testid='model3d-download-link']")
     assert viewer_file.get_attribute("download").endswith(".ply")  # the viewer got the cloud's file

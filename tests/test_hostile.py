@@ -15,23 +15,14 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, serve_studio
 from pipelines.jobs import JobQueue
-from pipelines.text2image import Text2ImageRequest
 
 
 @pytest.fixture(scope="module")
 def served(engine):
-    from studio.api import register_api
-    from studio.app import build_app, launch_options
-
-    app = build_app(engine)
-    app.queue()
-    server, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
-                                **launch_options(engine))
-    register_api(server, engine)
-    yield url
-    app.close()
+    with serve_studio(engine) as url:
+        yield url
 
 
 def png_bomb(width=40_000, height=40_000) -> bytes:
@@ -130,20 +121,10 @@ def test_queue_position_is_visible_while_waiting():
 
 
 def test_auth_covers_the_ui_the_gradio_api_and_rest(engine):
-    from studio.api import register_api
-    from studio.app import build_app, launch_options
-
-    app = build_app(engine)
-    app.queue()
-    server, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
-                                auth=("me", "secret"), **launch_options(engine))
-    try:
-        register_api(server, engine, auth=("me", "secret"))
+    with serve_studio(engine, auth=("me", "secret")) as url:
         assert httpx.get(f"{url}config").status_code in (401, 403)
         assert httpx.get(f"{url}gradio_api/info").status_code in (401, 403)
         assert httpx.get(f"{url}sdapi/v1/samplers").status_code == 401
         with pytest.raises(Exception):
             Client(url, verbose=False).predict(api_name="/stop")
         assert Client(url, auth=("me", "secret"), verbose=False).view_api(return_format="dict")
-    finally:
-        app.close()
