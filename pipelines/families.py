@@ -35,6 +35,7 @@ class Family:
     samplers: tuple[str, ...]
     negative_prompt: bool = True  # False: the prompt row hides it and the pipeline never gets one
     cfg_label: str = "CFG scale"  # what the guidance value means (Flux dev: distilled guidance)
+    guidance_field: str = ""  # metadata name of the guidance value when it is not CFG (Flux)
     tabs: tuple[str, ...] = ALL_TABS  # tasks with a diffusers pipeline for this family
     controlnet_class: str = ""  # the ControlNet model class that fits; "" = none in diffusers
     controlnet_tabs: tuple[str, ...] = ()
@@ -99,11 +100,13 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
            controlnet_class="SD3ControlNetModel", controlnet_tabs=("text2image", "inpaint"), flow=True,
            prefers_bf16=True, typical_bytes=16 * GiB, single_file_class="StableDiffusion3Pipeline"),
     Family("flux-dev", "Flux.1 [dev]", 1024, 1024, SQUARE_ISH_1024, 28, 3.5, "Euler (flow)", FLOW,
-           negative_prompt=False, cfg_label="Distilled CFG Scale", controlnet_class="FluxControlNetModel",
+           negative_prompt=False, cfg_label="Distilled CFG Scale", guidance_field="Distilled CFG Scale",
+           controlnet_class="FluxControlNetModel",
            controlnet_tabs=ALL_TABS, latent_hires=False, flow=True, prefers_bf16=True, typical_bytes=32 * GiB,
            single_file_class="FluxPipeline"),
     Family("flux-schnell", "Flux.1 [schnell]", 1024, 1024, SQUARE_ISH_1024, 4, 0.0, "Euler (flow)", FLOW,
-           negative_prompt=False, cfg_label="Guidance (unused by schnell)", controlnet_class="FluxControlNetModel",
+           negative_prompt=False, cfg_label="Guidance (unused by schnell)", guidance_field="Distilled CFG Scale",
+           controlnet_class="FluxControlNetModel",
            controlnet_tabs=ALL_TABS, latent_hires=False, flow=True, prefers_bf16=True, typical_bytes=32 * GiB,
            single_file_class="FluxPipeline"),
 )}

@@ -12,7 +12,7 @@ from pipelines.errors import StudioError
 GiB = 1024**3
 # what a model needs on top of its weights while it runs (activations, attention, VAE decode at 1024 px)
 HEADROOM_BYTES = int(1.5 * GiB)
-HEADROOM_FRACTION = 0.2
+HEADROOM_FRACTION = 0.1
 # "auto" decides; the others force a plan (Models & settings → Memory policy)
 POLICIES = ("auto", "gpu", "model offload", "sequential offload")
 
@@ -31,8 +31,10 @@ class MemoryPlan:
         return f"{self.precision}, {offload}{', VAE tiling' if self.vae_tiling else ''}: {self.reason}"
 
 
-def needed_bytes(model_bytes: int) -> int:
-    return int(model_bytes * (1 + HEADROOM_FRACTION)) + HEADROOM_BYTES
+def needed_bytes(model_bytes: int, whole: bool = True) -> int:
+    """Weights plus room to run: a share of the weights for a whole model (its buffers, text encoders' work),
+    a fixed working set for one component at a time."""
+    return int(model_bytes * (1 + HEADROOM_FRACTION if whole else 1)) + HEADROOM_BYTES
 
 
 def plan_memory(free_bytes: int | None, model_bytes: int | None, device: str = "cuda", *, override: str = "auto",
@@ -70,7 +72,7 @@ def plan_memory(free_bytes: int | None, model_bytes: int | None, device: str = "
                                                               f"{why_precision}")
     if size is None or free_bytes is None or free_bytes >= needed_bytes(size):
         return MemoryPlan(chosen, "none", False, f"{sized}, {free}: it fits; {why_precision}")
-    if part is None or free_bytes >= needed_bytes(part):
+    if part is None or free_bytes >= needed_bytes(part, whole=False):
         return MemoryPlan(chosen, "model", True, f"{sized} but {free}: each component moves to the GPU when used; "
                                                  f"{why_precision}")
     return MemoryPlan(chosen, "sequential", True, f"{sized} and even its largest part ({gib(part)}) does not fit "
