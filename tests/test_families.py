@@ -276,3 +276,34 @@ def test_the_manager_plans_from_the_models_own_size_and_the_ui_shows_the_plan(fa
     assert "no CUDA GPU" in status["memory plan"] and status["loaded model family"] == "SDXL"
     manager.memory_plan = plan
     assert "CPU offload" in fam_engine.status()["memory plan"]
+
+
+# --- in the app: the tabs' own endpoints ---
+
+@pytest.fixture(scope="module")
+def fam_served(fam_engine):
+    from studio.app import build_app, launch_options
+
+    app = build_app(fam_engine)
+    app.queue()
+    _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
+                           **launch_options(fam_engine))
+    yield url
+    app.close()
+
+
+def test_the_tabs_run_a_flow_family_and_refuse_a_missing_pipeline_with_a_message(fam_served, fam_engine):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(fam_served, verbose=False)
+    # prompt, negative, model, sampler, steps, cfg, width, height, seed, batch count, batch size, init, strength
+    gallery, info = client.predict("a red circle", "", NAME["flux-schnell"], "Euler (flow)", 2, 0, 64, 64, 5, 1, 1,
+                                   None, 0.75, api_name="/txt2img")
+    assert len(gallery) == 1 and "Family: flux-schnell" in info
+    with pytest.raises(AppError, match="no text to image pipeline for this family"):
+        client.predict("a red circle", "", NAME["sdxl-refiner"], "Euler a", 2, 6, 64, 64, 5, 1, 1, None, 0.75,
+                       api_name="/txt2img")
+    message, status = client.predict("", "", "png", 0, 0, 0, 0, "model offload", api_name="/save_settings")
+    assert status["memory policy"] == "model offload" and fam_engine.manager.memory_policy == "model offload"
+    client.predict("", "", "png", 0, 0, 0, 0, "auto", api_name="/save_settings")
