@@ -217,7 +217,8 @@ class Catalog:
         if name.endswith(".safetensors") or "\\" in name or name.startswith((".", "/")) or ".." in name:
             return self._local_path(name)
         if HUB_ID.match(name):
-            return ModelEntry(name, "hub", name, **SD15_DEFAULTS)
+            family = hub_model_family(name)
+            return ModelEntry(name, "hub", name, family=family, **families.family(family).defaults())
         raise StudioError(f"Unknown model '{name}'. Available: {', '.join(self.names(None)) or 'none'}.")
 
     def _local_path(self, name: str) -> ModelEntry:
@@ -233,6 +234,15 @@ def hub_model_is_cached(repo_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+
+
+def hub_model_family(repo_id: str) -> str:
+    """The family of a hub model outside the catalog, from its downloaded configs ("" = not downloaded: SD 1.x
+    defaults until it is)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    index = try_to_load_from_cache(repo_id, "model_index.json")
+    return families.detect_folder(Path(index).parent) if isinstance(index, str) else ""
 
 
 def check_safetensors(path: Path) -> None:

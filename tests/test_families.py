@@ -307,3 +307,46 @@ def test_the_tabs_run_a_flow_family_and_refuse_a_missing_pipeline_with_a_message
     message, status = client.predict("", "", "png", 0, 0, 0, 0, "model offload", api_name="/save_settings")
     assert status["memory policy"] == "model offload" and fam_engine.manager.memory_policy == "model offload"
     client.predict("", "", "png", 0, 0, 0, 0, "auto", api_name="/save_settings")
+
+
+class FakeOffloadPipe:
+    """Records what the manager does with a freshly loaded pipeline on a (simulated) CUDA device."""
+
+    def __init__(self):
+        self.calls = []
+        self.vae = type("Vae", (), {"enable_tiling": lambda s: self.calls.append("vae tiling"),
+                                    "disable_tiling": lambda s: None, "disable_slicing": lambda s: None})()
+
+    def enable_model_cpu_offload(self, device=None):
+        self.calls.append("model offload")
+
+    def enable_sequential_cpu_offload(self, device=None):
+        self.calls.append("sequential offload")
+
+    def to(self, device):
+        self.calls.append(f"to {device}")
+
+    def set_progress_bar_config(self, **kw):
+        pass
+
+    def disable_attention_slicing(self):
+        pass
+
+
+@pytest.mark.parametrize("free,expected", [(100 * GiB, ["to cuda"]), (1, ["sequential offload", "vae tiling"])])
+def test_the_load_path_applies_the_plan_on_cuda_and_status_shows_it(fam_engine, monkeypatch, free, expected):
+    import torch
+
+    from pipelines import runtime
+    from pipelines.models import ModelManager
+
+    manager = ModelManager(fam_engine.manager.catalog)
+    monkeypatch.setattr(manager, "device", torch.device("cuda"))
+    monkeypatch.setattr(runtime, "free_vram_bytes", lambda device: free)  # `auto` attention slicing asks too
+    manager.vram_probe = lambda device: free
+    fake = FakeOffloadPipe()
+    monkeypatch.setattr(manager, "_from_source", lambda entry: fake)
+    assert manager._load(manager.entry(NAME["sdxl"])) is fake
+    assert fake.calls == expected
+    assert manager.dtype == torch.float16 and manager.memory_plan.precision == "fp16"
+    assert ("fits" in manager.memory_plan.reason) == (free > 1)
