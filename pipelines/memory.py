@@ -23,10 +23,12 @@ class MemoryPlan:
     offload: str  # "none" | "model" | "sequential"
     vae_tiling: bool
     reason: str
+    device: str = "cuda"
 
     @property
     def summary(self) -> str:
-        offload = {"none": "whole model on the GPU", "model": "model CPU offload",
+        whole = "whole model on the GPU" if self.device == "cuda" else f"on the {self.device.upper()}"
+        offload = {"none": whole, "model": "model CPU offload",
                    "sequential": "sequential CPU offload"}[self.offload]
         return f"{self.precision}, {offload}{', VAE tiling' if self.vae_tiling else ''}: {self.reason}"
 
@@ -51,8 +53,7 @@ def plan_memory(free_bytes: int | None, model_bytes: int | None, device: str = "
         raise StudioError(f"Unknown memory policy '{override}': choose one of {', '.join(POLICIES)}.")
     if device != "cuda":
         chosen = "fp32" if precision == "auto" else precision
-        where = "CPU" if device == "cpu" else device.upper()
-        return MemoryPlan(chosen, "none", False, f"no CUDA GPU: {chosen} on the {where}, nothing to offload")
+        return MemoryPlan(chosen, "none", False, "no CUDA GPU, nothing to offload", device)
     if precision != "auto":
         chosen, why_precision = precision, f"{precision} as set"
     elif prefers_bf16 and bf16_supported:
