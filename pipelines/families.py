@@ -39,7 +39,6 @@ class Family:
     tabs: tuple[str, ...] = ALL_TABS  # tasks with a diffusers pipeline for this family
     controlnet_class: str = ""  # the ControlNet model class that fits; "" = none in diffusers
     controlnet_tabs: tuple[str, ...] = ()
-    latent_hires: bool = True  # hires fix can upscale this family's latents (Flux's are packed: pixels only)
     flow: bool = False  # flow matching (SD3, Flux): flow samplers only
     prefers_bf16: bool = False  # fp16 overflows in these (Flux, SD3.5): bf16 where the GPU has it
     typical_bytes: int = 2 * GiB  # half-precision size of the real checkpoints, for a plan before download
@@ -97,17 +96,17 @@ FAMILIES: dict[str, Family] = {f.key: f for f in (
            SD_SAMPLERS, tabs=("img2img", "inpaint"), typical_bytes=int(5.8 * GiB),
            single_file_class="StableDiffusionXLImg2ImgPipeline"),
     Family("sd3", "SD3", 1024, 1024, SQUARE_ISH_1024, 28, 4.5, "Euler (flow)", FLOW,
-           controlnet_class="SD3ControlNetModel", controlnet_tabs=("text2image", "inpaint"), flow=True,
+           controlnet_class="SD3ControlNetModel", controlnet_tabs=("text2image",), flow=True,
            prefers_bf16=True, typical_bytes=16 * GiB, single_file_class="StableDiffusion3Pipeline"),
     Family("flux-dev", "Flux.1 [dev]", 1024, 1024, SQUARE_ISH_1024, 28, 3.5, "Euler (flow)", FLOW,
            negative_prompt=False, cfg_label="Distilled CFG Scale", guidance_field="Distilled CFG Scale",
            controlnet_class="FluxControlNetModel",
-           controlnet_tabs=ALL_TABS, latent_hires=False, flow=True, prefers_bf16=True, typical_bytes=32 * GiB,
+           controlnet_tabs=ALL_TABS, flow=True, prefers_bf16=True, typical_bytes=32 * GiB,
            single_file_class="FluxPipeline"),
     Family("flux-schnell", "Flux.1 [schnell]", 1024, 1024, SQUARE_ISH_1024, 4, 0.0, "Euler (flow)", FLOW,
            negative_prompt=False, cfg_label="Guidance (unused by schnell)", guidance_field="Distilled CFG Scale",
            controlnet_class="FluxControlNetModel",
-           controlnet_tabs=ALL_TABS, latent_hires=False, flow=True, prefers_bf16=True, typical_bytes=32 * GiB,
+           controlnet_tabs=ALL_TABS, flow=True, prefers_bf16=True, typical_bytes=32 * GiB,
            single_file_class="FluxPipeline"),
 )}
 SD1 = FAMILIES["sd1"]

@@ -47,13 +47,6 @@ def validate(upscaler: str, steps: int, strength: float, max_steps: int) -> None
         raise StudioError(f"Denoising strength must be between 0 and 1 (got {strength:g}).")
 
 
-def check_family(family, upscaler: str) -> None:
-    """Latent upscalers interpolate SD-style latent grids; a family whose latents are not one refuses them."""
-    if upscaler in LATENT_UPSCALERS and not family.latent_hires:
-        raise StudioError(f"Hires fix: {family.label}'s latents cannot be upscaled as a grid; choose the "
-                          f"{' or '.join(PIXEL_UPSCALERS)} upscaler.")
-
-
 def upscale_and_refine(manager, entry, latents: torch.Tensor, seeds: list[int], size: tuple[int, int], *,
                        upscaler: str, steps: int, strength: float, sampler: str, prompt_args: dict,
                        progress: StageProgress) -> list[Image.Image]:

@@ -96,7 +96,6 @@ def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
         if init is not None:
             raise StudioError("Hires fix is for text to image: remove the init image or turn hires fix off.")
         hires.validate(request.hr_upscaler, int(request.hr_steps), request.strength, MAX_STEPS)
-        hires.check_family(entry.family_info, request.hr_upscaler)
         settings.hires_size = hires.final_size(settings.width, settings.height, request.hr_scale, MAX_SIZE)
     return settings
 

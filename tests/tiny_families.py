@@ -127,7 +127,8 @@ def save_tiny_sd3(folder: Path) -> Path:
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
     torch.manual_seed(0)
-    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=16, num_layers=1,
+    # two layers: the last one is context-only, and ControlNet residuals go to the others
+    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=16, num_layers=2,
                                         attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
                                         joint_attention_dim=32, pooled_projection_dim=64, out_channels=16)
     tokenizer, t5_tokenizer = tiny_tokenizer(), tiny_t5_tokenizer()
@@ -189,6 +190,20 @@ def save_tiny_flux_controlnet(folder: Path, seed: int = 0) -> Path:
                                 pooled_projection_dim=32, axes_dims_rope=[4, 4, 8], guidance_embeds=True)
     with torch.no_grad():
         for module in [*model.controlnet_blocks, *model.controlnet_single_blocks, model.controlnet_x_embedder]:
+            module.weight.normal_(0, 0.3)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_tiny_sd3_controlnet(folder: Path, seed: int = 0) -> Path:
+    from diffusers import SD3ControlNetModel
+
+    torch.manual_seed(seed)
+    model = SD3ControlNetModel(sample_size=32, patch_size=1, in_channels=16, num_layers=1, attention_head_dim=8,
+                               num_attention_heads=4, joint_attention_dim=32, caption_projection_dim=32,
+                               pooled_projection_dim=64, out_channels=16)
+    with torch.no_grad():
+        for module in [*model.controlnet_blocks, model.pos_embed_input.proj]:
             module.weight.normal_(0, 0.3)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
