@@ -122,11 +122,18 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
             entry = manager.entry(name)
         except Exception as error:  # noqa: BLE001 - the same error is shown when Generate is pressed
             gr.Warning(str(error))
-            return [gr.update()] * (4 + len(sizes))
-        family = entry.family_info  # its samplers, what its guidance means, whether a negative prompt works
-        return [gr.update(choices=list(family.samplers), value=entry.sampler), entry.steps,
-                gr.update(value=entry.cfg_scale, label=family.cfg_label), entry.width, entry.height][:3 + len(sizes)] + [
-            gr.update(visible=family.negative_prompt)]
+            return [gr.update()] * (3 + len(sizes))
+        return [entry.sampler, entry.steps, entry.cfg_scale, entry.width, entry.height][:3 + len(sizes)]
+
+    def follow_family(name):
+        """The model's family decides the sampler list, what the guidance means and whether a negative prompt
+        works; values stay as they are (restored settings must not be reset)."""
+        try:
+            family = manager.entry(name).family_info
+        except Exception:  # noqa: BLE001 - use_model_defaults / Generate report it
+            return [gr.update()] * 3
+        return [gr.update(choices=list(family.samplers)), gr.update(label=family.cfg_label),
+                gr.update(visible=family.negative_prompt)]
 
     def show_info(texts, evt: gr.SelectData):
         return (texts[evt.index] if evt.index < len(texts) else ""), evt.index
@@ -136,8 +143,10 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
     sampling.refresh.click(lambda: gr.update(choices=manager.catalog.names(task)), None, sampling.model,
                            api_visibility="private")
     # .input, not .change: restoring settings (PNG info) sets the model without resetting the rest
-    sampling.model.input(use_model_defaults, sampling.model,
-                         [sampling.sampler, sampling.steps, sampling.cfg, *sizes, row.negative], api_visibility="private")
+    sampling.model.input(use_model_defaults, sampling.model, [sampling.sampler, sampling.steps, sampling.cfg, *sizes],
+                          api_visibility="private")
+    sampling.model.change(follow_family, sampling.model, [sampling.sampler, sampling.cfg, row.negative],
+                          api_visibility="private")
     results.gallery.select(show_info, [results.texts], [results.info, results.selected], api_visibility="private")
 
 

@@ -112,7 +112,7 @@ def wire_size_presets(manager, model, preset, width, height) -> None:
         w, h = (int(v) for v in value.split("x"))
         return w, h
 
-    model.input(presets_for, model, preset, api_visibility="private")
+    model.change(presets_for, model, preset, api_visibility="private")
     preset.input(apply, preset, [width, height], api_visibility="private")
 
 
