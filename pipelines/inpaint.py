@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-from pipelines import metadata
+from pipelines import metadata, networks
 from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import has_transparency, to_rgb
@@ -168,12 +168,13 @@ def run(manager: ModelManager, request: InpaintRequest, progress) -> Text2ImageR
     if request.fill == "fill":
         crop = fill_masked(crop, canvas.mask.crop(box))
     pipe = manager.pipeline(entry, "inpaint")
+    prompt, negative, network_fields = networks.activate(pipe, manager.catalog.models_dir, request.prompt,
+                                                         request.negative_prompt, entry.name)
     seeds = [seed + i for i in range(request.batch_size)]
-    prompt = family.call_args(dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None,
-                                   guidance_scale=cfg_scale))
+    prompt_args = family.call_args(dict(prompt=prompt, negative_prompt=negative or None, guidance_scale=cfg_scale))
     latents = denoise(pipe, manager, sampler, seeds, progress, image=crop.resize(size, Image.LANCZOS),
                       mask_image=crop_mask.resize(size, Image.LANCZOS), width=size[0], height=size[1],
-                      strength=request.strength, num_inference_steps=steps, **prompt)
+                      strength=request.strength, num_inference_steps=steps, **prompt_args)
     results = []
     for image_seed, generated in zip(seeds, decode_to_pil(pipe.vae, latents)):
         full = canvas.image.copy()
@@ -184,9 +185,10 @@ def run(manager: ModelManager, request: InpaintRequest, progress) -> Text2ImageR
                   "Denoising strength": f"{request.strength:g}", "Mask blur": int(request.mask_blur),
                   "Inpaint area": "Only masked" if request.only_masked else None,
                   "Masked area padding": int(request.only_masked_padding) if request.only_masked else None,
-                  "Masked content": request.fill, "Outpaint": _outpaint_text(request), "Version": VERSION}
-        negative = request.negative_prompt if family.negative_prompt else ""
-        text = metadata.format_parameters(request.prompt, negative, fields)
+                  "Masked content": request.fill, "Outpaint": _outpaint_text(request), **network_fields,
+                  "Version": VERSION}
+        recorded_negative = request.negative_prompt if family.negative_prompt else ""
+        text = metadata.format_parameters(request.prompt, recorded_negative, fields)
         results.append(GeneratedImage(result, image_seed, text))
     return Text2ImageResult(results, canvas.notes + negative_prompt_warnings(entry, request.negative_prompt))
 

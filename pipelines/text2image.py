@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pipelines import controlnet, hires, metadata
+from pipelines import controlnet, hires, metadata, networks
 from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import to_rgb
 from pipelines.jobs import StageProgress
-from pipelines.models import ModelEntry, ModelManager
+from pipelines.models import UPSCALE, ModelEntry, ModelManager
 from pipelines.samplers import FLOW_SAMPLERS, SAMPLERS
 
 VERSION = "Diffusion Studio 0.1"
@@ -73,9 +73,13 @@ class Settings:
     seed: int
     init_image: Image.Image | None
     hires_size: tuple[int, int] | None = None
+    prompt: str = ""  # as the model reads it: LoRA tags taken out (networks.activate)
+    negative_prompt: str = ""
+    networks: dict = field(default_factory=dict)  # LoRA / embedding metadata fields
 
 
-def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
+def resolve_settings(request: Text2ImageRequest, entry: ModelEntry, hr_models: list[str] = ()) -> Settings:
+    """`hr_models`: the catalog's super-resolution models, which the hires fix may use too."""
     init = to_rgb(request.init_image, "init image") if request.init_image is not None else None
     width, height = request.width, request.height
     if init is not None and width is None and height is None:
@@ -95,7 +99,7 @@ def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
     if request.enable_hr:
         if init is not None:
             raise StudioError("Hires fix is for text to image: remove the init image or turn hires fix off.")
-        hires.validate(request.hr_upscaler, int(request.hr_steps), request.strength, MAX_STEPS)
+        hires.validate(request.hr_upscaler, int(request.hr_steps), request.strength, MAX_STEPS, hr_models)
         settings.hires_size = hires.final_size(settings.width, settings.height, request.hr_scale, MAX_SIZE)
     return settings
 
@@ -149,12 +153,14 @@ def resolve_seed(seed: int | None) -> int:
 def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2ImageResult:
     """Generate batch_count × batch_size images; image i uses seed + i, noise from a CPU generator."""
     entry = manager.entry(request.model)
-    s = resolve_settings(request, entry)
+    s = resolve_settings(request, entry, manager.catalog.names(UPSCALE))
     task = "img2img" if s.init_image is not None else "text2image"
     pipe, control_args = manager.pipeline(entry, task), {}
+    s.prompt, s.negative_prompt, s.networks = networks.activate(
+        pipe, manager.catalog.models_dir, request.prompt, request.negative_prompt, entry.name)
     if request.controlnets:
         pipe, control_args, _maps = controlnet.prepare(manager, entry, task, request.controlnets, (s.width, s.height))
-    warnings = prompt_warnings(pipe, request.prompt) + prompt_warnings(pipe, request.negative_prompt)
+    warnings = prompt_warnings(pipe, s.prompt) + prompt_warnings(pipe, s.negative_prompt)
     warnings += negative_prompt_warnings(entry, request.negative_prompt)
     images: list[GeneratedImage] = []
     passes = 2 if s.hires_size else 1
@@ -177,7 +183,7 @@ def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2Ima
 
 def prompt_args(request: Text2ImageRequest, s: Settings) -> dict:
     """Prompt and guidance as the model's family takes them (Flux: no negative prompt; distilled guidance)."""
-    return s.entry.family_info.call_args(dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None,
+    return s.entry.family_info.call_args(dict(prompt=s.prompt, negative_prompt=s.negative_prompt or None,
                                               guidance_scale=s.cfg_scale))
 
 
@@ -213,6 +219,7 @@ def parameters_text(request: Text2ImageRequest, s: Settings, seed: int) -> str:
         "Hires steps": int(request.hr_steps) if s.hires_size and request.hr_steps else None,
         "Hires upscaler": request.hr_upscaler if s.hires_size else None,
         **controlnet.parameters(request.controlnets),
+        **s.networks,
         "Version": VERSION,
     }
     negative = request.negative_prompt if family.negative_prompt else ""

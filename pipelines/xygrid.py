@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipelines import metadata, text2image
 from pipelines.errors import StudioError
 from pipelines.jobs import StageProgress
+from pipelines.models import UPSCALE
 from pipelines.samplers import FLOW_SAMPLERS, SAMPLERS
 from pipelines.text2image import GeneratedImage, Text2ImageRequest, Text2ImageResult
 
@@ -120,7 +121,7 @@ def run(manager, request: XYGridRequest, progress) -> Text2ImageResult:
     entry = manager.entry(request.base.model)
     for row in rows:  # every cell's settings are valid before the first one is drawn
         for cell in row:
-            text2image.resolve_settings(cell, entry)
+            text2image.resolve_settings(cell, entry, manager.catalog.names(UPSCALE))
     count = len(xs) * len(ys)
     cells, warnings = [], []
     for index, cell in enumerate(cell for row in rows for cell in row):

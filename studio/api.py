@@ -18,7 +18,8 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines import metadata
+from pipelines import hires, metadata, networks
+from pipelines.models import UPSCALE
 from pipelines.errors import JobCancelled, StudioError
 from pipelines.samplers import FLOW_SAMPLERS, SAMPLERS
 from pipelines.text2image import VERSION, Text2ImageRequest
@@ -129,6 +130,28 @@ def register_api(app: FastAPI, engine, auth: tuple[str, str] | None = None) -> N
     @app.get("/sdapi/v1/samplers", dependencies=guard)
     def samplers():
         return [{"name": name, "aliases": [], "options": {}} for name in [*SAMPLERS, *FLOW_SAMPLERS]]
+
+    @app.get("/sdapi/v1/upscalers", dependencies=guard)
+    def upscalers():  # the names `hr_upscaler` takes (A1111 lists its pixel upscalers here)
+        pixel = [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+                 for name in hires.PIXEL_UPSCALERS]
+        return pixel + [{"name": e.name, "model_name": e.name, "model_path": e.location, "model_url": None,
+                         "scale": 4} for e in engine.manager.catalog.entries(UPSCALE)]
+
+    @app.get("/sdapi/v1/latent-upscale-modes", dependencies=guard)
+    def latent_upscale_modes():
+        return [{"name": name} for name in hires.LATENT_UPSCALERS]
+
+    @app.get("/sdapi/v1/loras", dependencies=guard)
+    def loras():  # the route of A1111's built-in Lora extension
+        found = networks.files(engine.manager.catalog.models_dir, networks.LORA_DIR)
+        return [{"name": name, "alias": name, "path": str(path), "metadata": {}} for name, path in found.items()]
+
+    @app.get("/sdapi/v1/embeddings", dependencies=guard)
+    def embeddings():
+        found = networks.embedding_names(engine.manager.catalog.models_dir)
+        return {"loaded": {name: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
+                                  "vectors": None} for name in found}, "skipped": {}}
 
     @app.get("/sdapi/v1/options", dependencies=guard)
     def get_options():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from pipelines import networks
 from pipelines.samplers import sampler_names
 from pipelines.text2image import MAX_CFG, MAX_STEPS
 from studio.jobs_ui import session_of, wait_for
@@ -54,6 +55,36 @@ def prompt_row(prefix: str, placeholder: str = "a red circle on a blue backgroun
             generate = gr.Button("Generate", variant="primary", elem_id=f"{prefix}_generate")
             stop = gr.Button("Stop", variant="stop", elem_id=f"{prefix}_stop")
     return PromptRow(prompt, negative, generate, stop)
+
+
+def network_picker(manager, prefix: str, row: PromptRow) -> None:
+    """LoRAs and embeddings of the models dir, added to the prompt in A1111's syntax (`<lora:name:w>`,
+    an embedding's name), where the user sees and can edit them."""
+    models_dir = manager.catalog.models_dir
+    with gr.Accordion("LoRA & embeddings", open=False):
+        with gr.Row(equal_height=True):
+            lora = gr.Dropdown(networks.lora_names(models_dir), value=None, label="LoRA", scale=3,
+                               elem_id=f"{prefix}_lora", info=f"from {models_dir / networks.LORA_DIR}")
+            weight = gr.Slider(-2, 2, step=0.05, value=1.0, label="Weight", scale=2, elem_id=f"{prefix}_lora_weight")
+            add_lora = gr.Button("Add to prompt", scale=1, elem_id=f"{prefix}_add_lora")
+        with gr.Row(equal_height=True):
+            embedding = gr.Dropdown(networks.embedding_names(models_dir), value=None, label="Embedding", scale=3,
+                                    elem_id=f"{prefix}_embedding", info=f"from {models_dir / networks.EMBEDDINGS_DIR}")
+            add_positive = gr.Button("Add to prompt", scale=1, elem_id=f"{prefix}_add_embedding")
+            add_negative = gr.Button("Add to negative", scale=1, elem_id=f"{prefix}_add_negative_embedding")
+            refresh = gr.Button("↻", scale=0, min_width=44, elem_id=f"{prefix}_refresh_networks")
+
+    def appended(text: str, addition: str | None) -> str:
+        text = (text or "").rstrip()
+        return f"{text}, {addition}" if text and addition else (text or addition or "")
+
+    add_lora.click(lambda text, name, w: appended(text, name and f"<lora:{name}:{w:g}>"), [row.prompt, lora, weight],
+                   row.prompt, api_visibility="private")
+    add_positive.click(appended, [row.prompt, embedding], row.prompt, api_visibility="private")
+    add_negative.click(appended, [row.negative, embedding], row.negative, api_visibility="private")
+    refresh.click(lambda: (gr.update(choices=networks.lora_names(models_dir)),
+                           gr.update(choices=networks.embedding_names(models_dir))), None, [lora, embedding],
+                  api_visibility="private")
 
 
 def model_picker(manager, prefix: str, task: str = "text2image") -> tuple[gr.Dropdown, gr.Button]:
