@@ -227,7 +227,10 @@ def parameters_text(request: Text2ImageRequest, s: Settings, seed: int) -> str:
 
 
 def prompt_warnings(pipe, prompt: str) -> list[str]:
-    tokenizer = getattr(pipe, "tokenizer", None)
+    # the text encoder that reads furthest counts (SD3/Flux: T5 beside CLIP's 77; the SDXL refiner: tokenizer_2)
+    tokenizers = [getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2", "tokenizer_3")]
+    tokenizers = [t for t in tokenizers if t is not None]
+    tokenizer = max(tokenizers, key=lambda t: t.model_max_length, default=None)
     if tokenizer is None or not prompt:
         return []
     count = len(tokenizer(prompt, truncation=False).input_ids)

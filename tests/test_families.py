@@ -354,3 +354,27 @@ def test_the_load_path_applies_the_plan_on_cuda_and_status_shows_it(fam_engine, 
     assert fake.calls == expected
     assert manager.dtype == torch.float16 and manager.memory_plan.precision == "fp16"
     assert ("fits" in manager.memory_plan.reason) == (free > 1)
+
+
+def test_a_single_file_checkpoint_is_detected_from_its_keys_in_the_models_dir(fam_engine):
+    import torch
+    from safetensors.torch import save_file
+
+    models = fam_engine.manager.catalog.models_dir
+    keys = ["model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale",
+            "model.diffusion_model.guidance_in.in_layer.bias"]
+    save_file({k: torch.zeros(2) for k in keys}, str(models / "my-flux.safetensors"))
+    try:
+        entry = fam_engine.manager.catalog.resolve("my-flux.safetensors")
+        assert entry.family == "flux-dev" and entry.steps == 28 and entry.sampler == "Euler (flow)"
+        assert families.family(entry.family).single_file_class == "FluxPipeline"
+        with pytest.raises(StudioError, match="needs its model config"):  # offline, without a config folder
+            txt2img(fam_engine, "flux-dev", model="my-flux.safetensors")
+    finally:
+        (models / "my-flux.safetensors").unlink()
+
+
+def test_a_long_prompt_is_measured_against_the_t5_encoder_on_flow_families(fam_engine):
+    words = "a red circle " * 4  # ~42 tokens with these character-level tokenizers: over CLIP's 32, within T5's 64
+    assert any("tokens" in w for w in txt2img(fam_engine, "sdxl", prompt=words).warnings)
+    assert not any("tokens" in w for w in txt2img(fam_engine, "flux-schnell", prompt=words).warnings)
