@@ -100,7 +100,8 @@ def test_single_file_family_from_its_keys(keys, family):
 
 def test_hub_catalog_names_each_familys_well_known_models(fam_engine):
     by_name = {e.name: e for e in fam_engine.manager.catalog.entries()}
-    for name, key in [("stabilityai/stable-diffusion-xl-base-1.0", "sdxl"), ("black-forest-labs/FLUX.1-dev", "flux-dev"),
+    for name, key in [("stabilityai/stable-diffusion-xl-base-1.0", "sdxl"),
+                      ("black-forest-labs/FLUX.1-dev", "flux-dev"),
                       ("black-forest-labs/FLUX.1-schnell", "flux-schnell"), ("stabilityai/stable-diffusion-2-1", "sd2"),
                       ("stabilityai/stable-diffusion-3.5-large", "sd3"),
                       ("stabilityai/stable-diffusion-xl-refiner-1.0", "sdxl-refiner")]:
