@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines import families
-from pipelines.errors import StudioError
+from pipelines.errors import JobCancelled, StudioError
 from pipelines.memory import MemoryPlan, plan_memory
 from pipelines.runtime import (RuntimeOptions, apply_memory_options, free_memory, free_vram_bytes, resolve_device,
                                resolve_dtype)
@@ -245,6 +245,28 @@ def hub_model_family(repo_id: str) -> str:
     return families.detect_folder(Path(index).parent) if isinstance(index, str) else ""
 
 
+def download_if_online(repo_id: str) -> str:
+    """Fetch what is missing of a hub model, with progress: its local folder. Offline (or with the hub
+    unreachable but the model cached) the repo id, which diffusers resolves from the cache."""
+    from huggingface_hub import is_offline_mode
+
+    from pipelines import download
+
+    if is_offline_mode():
+        return repo_id
+    try:
+        return download.fetch(repo_id)
+    except (StudioError, JobCancelled):
+        raise
+    except Exception as error:  # noqa: BLE001 - hub unreachable or refusing: a cached copy still loads
+        if not hub_model_is_cached(repo_id):
+            first_line = (str(error).splitlines() or [type(error).__name__])[0][:160]
+            raise StudioError(f"Hub model '{repo_id}' could not be downloaded ({first_line}): check the name and "
+                              f"the connection, or pick a demo or local model.") from None
+        log.warning("Hub check for %s failed (%s); loading the cached copy", repo_id, error)
+        return repo_id
+
+
 def check_safetensors(path: Path) -> None:
     """Read a .safetensors header; a corrupt or truncated file is a clear error, not a crash later."""
     from safetensors import safe_open
@@ -438,7 +460,10 @@ class ModelManager:
                 raise StudioError(f"'{entry.name}' is not a diffusers folder (no model_index.json).")
         if _has_safety_checker(entry):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
-        return diffusers.DiffusionPipeline.from_pretrained(entry.location, **kwargs)
+        location = download_if_online(entry.location) if entry.source == "hub" else entry.location
+        if location != entry.location:
+            kwargs["local_files_only"] = True  # exactly what was just downloaded
+        return diffusers.DiffusionPipeline.from_pretrained(location, **kwargs)
 
 
 def is_inpainting_model(pipe) -> bool:
