@@ -21,7 +21,7 @@ from pipelines import metadata, text2image
 from pipelines.errors import StudioError
 from pipelines.jobs import StageProgress
 from pipelines.models import UPSCALE
-from pipelines.samplers import SAMPLERS
+from pipelines.samplers import FLOW_SAMPLERS, SAMPLERS
 from pipelines.text2image import GeneratedImage, Text2ImageRequest, Text2ImageResult
 
 NOTHING = "Nothing"
@@ -53,10 +53,11 @@ def parse_values(axis: str, text: str) -> list:
         raise StudioError(f"Give at least one value for the {axis} axis.")
     if kind is str:
         if axis == "Sampler":
-            unknown = [item for item in items if item not in SAMPLERS]
+            known = [*SAMPLERS, *FLOW_SAMPLERS]  # which fit the model's family is checked per cell
+            unknown = [item for item in items if item not in known]
             if unknown:
                 raise StudioError(f"Unknown sampler '{unknown[0]}' on the Sampler axis. "
-                                  f"Choose from: {', '.join(SAMPLERS)}.")
+                                  f"Choose from: {', '.join(known)}.")
         return items
     values = []
     for item in items:

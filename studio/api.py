@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines import hires, metadata, networks
 from pipelines.models import UPSCALE
 from pipelines.errors import JobCancelled, StudioError
-from pipelines.samplers import SAMPLERS
+from pipelines.samplers import FLOW_SAMPLERS, SAMPLERS
 from pipelines.text2image import VERSION, Text2ImageRequest
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -129,7 +129,7 @@ def register_api(app: FastAPI, engine, auth: tuple[str, str] | None = None) -> N
 
     @app.get("/sdapi/v1/samplers", dependencies=guard)
     def samplers():
-        return [{"name": name, "aliases": [], "options": {}} for name in SAMPLERS]
+        return [{"name": name, "aliases": [], "options": {}} for name in [*SAMPLERS, *FLOW_SAMPLERS]]
 
     @app.get("/sdapi/v1/upscalers", dependencies=guard)
     def upscalers():  # the names `hr_upscaler` takes (A1111 lists its pixel upscalers here)
@@ -171,7 +171,8 @@ def register_api(app: FastAPI, engine, auth: tuple[str, str] | None = None) -> N
 def _sampler_name(body: Txt2ImgBody) -> str | None:
     name = body.sampler_name or body.sampler_index
     # A1111 ≥ 1.9 sends the schedule separately: "DPM++ 2M" + scheduler "Karras" = "DPM++ 2M Karras".
-    if name and body.scheduler and body.scheduler.lower() == "karras" and f"{name} Karras" in SAMPLERS:
+    if name and body.scheduler and body.scheduler.lower() == "karras" and (f"{name} Karras" in SAMPLERS
+                                                                         or f"{name} Karras" in FLOW_SAMPLERS):
         return f"{name} Karras"
     return name
 

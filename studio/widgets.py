@@ -102,11 +102,16 @@ def model_picker(manager, prefix: str, task: str = "text2image") -> tuple[gr.Dro
 def sampling_controls(engine, prefix: str, model: gr.Dropdown, refresh: gr.Button) -> Sampling:
     """Seed in view; sampler, steps and CFG folded away (saved defaults, else the model's recommended)."""
     default = engine.ui_defaults()
+    entry = engine.manager.default_entry
+    family = entry.family_info if entry is not None else None  # its samplers and what its guidance means
     seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id=f"{prefix}_seed")
     with gr.Accordion("Advanced", open=False):
-        sampler = gr.Dropdown(sampler_names(), value=default["sampler"], label="Sampler", elem_id=f"{prefix}_sampler")
+        # choices follow the model's family; any family's sampler is accepted here and checked against the model
+        sampler = gr.Dropdown(list(family.samplers) if family else sampler_names(), value=default["sampler"],
+                              label="Sampler", elem_id=f"{prefix}_sampler", allow_custom_value=True)
         steps = gr.Slider(1, MAX_STEPS, step=1, value=default["steps"], label="Steps", elem_id=f"{prefix}_steps")
-        cfg = gr.Slider(0, MAX_CFG, step=0.5, value=default["cfg_scale"], label="CFG scale", elem_id=f"{prefix}_cfg")
+        cfg = gr.Slider(0, MAX_CFG, step=0.5, value=default["cfg_scale"], label=family.cfg_label if family else
+                        "CFG scale", elem_id=f"{prefix}_cfg")
     return Sampling(model, refresh, sampler, steps, cfg, seed)
 
 
@@ -152,6 +157,16 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
             return [gr.update()] * (3 + len(sizes))
         return [entry.sampler, entry.steps, entry.cfg_scale, entry.width, entry.height][:3 + len(sizes)]
 
+    def follow_family(name):
+        """The model's family decides the sampler list, what the guidance means and whether a negative prompt
+        works; values stay as they are (restored settings must not be reset)."""
+        try:
+            family = manager.entry(name).family_info
+        except Exception:  # noqa: BLE001 - use_model_defaults / Generate report it
+            return [gr.update()] * 3
+        return [gr.update(choices=list(family.samplers)), gr.update(label=family.cfg_label),
+                gr.update(visible=family.negative_prompt)]
+
     def show_info(texts, evt: gr.SelectData):
         return (texts[evt.index] if evt.index < len(texts) else ""), evt.index
 
@@ -161,6 +176,8 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
                            api_visibility="private")
     # .input, not .change: restoring settings (PNG info) sets the model without resetting the rest
     sampling.model.input(use_model_defaults, sampling.model, [sampling.sampler, sampling.steps, sampling.cfg, *sizes],
+                          api_visibility="private")
+    sampling.model.change(follow_family, sampling.model, [sampling.sampler, sampling.cfg, row.negative],
                           api_visibility="private")
     results.gallery.select(show_info, [results.texts], [results.info, results.selected], api_visibility="private")
 

@@ -25,6 +25,9 @@ def build(engine) -> dict:
         with gr.Row():
             with gr.Column(scale=2):
                 model, refresh = model_picker(manager, "txt2img")
+                family = manager.default_entry.family_info if manager.default_entry else None
+                size_preset = gr.Dropdown(family.sizes if family else [], value=None, label="Size preset",
+                                          info="the model family's native sizes", elem_id="txt2img_size_preset")
                 with gr.Row():
                     width = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default["width"], label="Width",
                                       elem_id="txt2img_width")
@@ -93,6 +96,7 @@ def build(engine) -> dict:
     grid_button.click(run_grid, [*inputs, x_type, x_values, y_type, y_values], outputs, api_name="xy_grid",
                       concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
+    wire_size_presets(manager, model, size_preset, width, height)
     refresh.click(lambda: gr.update(choices=hires_choices()), None, hr_upscaler, api_visibility="private")
     return {"results": results, "image": init_image, "reveal": img2img_box,
             "fields": settings_fields(row, sampling, width=width, height=height),
@@ -100,6 +104,24 @@ def build(engine) -> dict:
                         sampling.seed, width, height, strength, enable_hr, hr_scale, hr_steps, hr_upscaler,
                         hr_strength, init_image],
             "defaults": [model, sampling.sampler, sampling.steps, sampling.cfg, width, height]}
+
+
+def wire_size_presets(manager, model, preset, width, height) -> None:
+    """The preset list follows the model's family; picking one sets width and height."""
+    def presets_for(name):
+        try:
+            return gr.update(choices=manager.entry(name).family_info.sizes, value=None)
+        except Exception:  # noqa: BLE001 - wire_common already warns about an unknown model
+            return gr.update()
+
+    def apply(value):
+        if not value:
+            return gr.update(), gr.update()
+        w, h = (int(v) for v in value.split("x"))
+        return w, h
+
+    model.change(presets_for, model, preset, api_visibility="private")
+    preset.input(apply, preset, [width, height], api_visibility="private")
 
 
 RESTORED_KEYS = ["prompt", "negative_prompt", "model", "sampler", "steps", "cfg_scale", "seed", "width", "height",
