@@ -3,6 +3,8 @@ scale and guidance window, built with `from_pipe` so the base weights are never 
 
 from __future__ import annotations
 
+import inspect
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ HUB_CONTROLNETS = ["lllyasviel/control_v11p_sd15_canny", "lllyasviel/control_v11
                    "lllyasviel/control_v11f1p_sd15_depth"]
 MAX_UNITS = 3
 MAX_SCALE = 2.0
+CONTROLNET_CLASSES = ("ControlNetModel", "FluxControlNetModel", "SD3ControlNetModel")
 
 
 @dataclass
@@ -67,22 +70,37 @@ def fitting_controlnet(names: list[str], base_is_demo: bool, current: str | None
     return kind[0] if kind else current or (names[0] if names else None)
 
 
-def load(manager, name: str):
-    """The ControlNetModel for a name (local path under the models dir, or hub id), loaded once."""
-    from diffusers import ControlNetModel
+def model_class(path: Path, family):
+    """The ControlNet model class a local folder declares, else the one the base model's family uses."""
+    import diffusers
 
+    declared = ""
+    if (path / "config.json").is_file():
+        try:
+            declared = json.loads((path / "config.json").read_text()).get("_class_name", "")
+        except ValueError:
+            declared = ""
+    name = declared if declared in CONTROLNET_CLASSES else family.controlnet_class or "ControlNetModel"
+    return getattr(diffusers, name)
+
+
+def load(manager, name: str):
+    """The ControlNet model for a name (local path under the models dir, or hub id), loaded once."""
+    loaded = manager.loaded
+    family = loaded.family_info if loaded is not None else None
     cache = manager.extras
     if name in cache:
         return cache[name]
     models_dir = manager.catalog.models_dir
     path = (models_dir / name).resolve()
-    demo = demo_controlnets().get(name)
+    demo = demo_controlnets().get(name)  # built-in, under assets/
+    inside = path.is_relative_to(models_dir)
+    cls = model_class(demo or (path if inside else models_dir / SUBFOLDER / "-"), family or _sd1())  # never read outside
     try:
         if name.lower().endswith((".ckpt", ".pt", ".pth", ".bin")):
             raise StudioError(f"'{name}' is a pickle checkpoint: convert it to .safetensors first.")
         if demo is not None:
-            model = ControlNetModel.from_pretrained(demo, dtype=manager.dtype, use_safetensors=True,
-                                                    local_files_only=True)
+            model = cls.from_pretrained(demo, dtype=manager.dtype, use_safetensors=True, local_files_only=True)
         elif path.exists():
             if not path.is_relative_to(models_dir):
                 raise StudioError(f"ControlNet path '{name}' is outside the models dir.")
@@ -90,12 +108,11 @@ def load(manager, name: str):
                 check_safetensors(path)
                 config = path.with_suffix(CONFIG_SUFFIX)
                 extra = {"config": str(config), "local_files_only": True} if config.is_dir() else {}
-                model = ControlNetModel.from_single_file(str(path), dtype=manager.dtype, **extra)
+                model = cls.from_single_file(str(path), dtype=manager.dtype, **extra)
             else:
-                model = ControlNetModel.from_pretrained(path, dtype=manager.dtype, use_safetensors=True,
-                                                        local_files_only=True)
+                model = cls.from_pretrained(path, dtype=manager.dtype, use_safetensors=True, local_files_only=True)
         elif HUB_ID.match(name) and ".." not in name and not name.startswith(SUBFOLDER + "/"):
-            model = ControlNetModel.from_pretrained(name, dtype=manager.dtype, use_safetensors=True)
+            model = cls.from_pretrained(name, dtype=manager.dtype, use_safetensors=True)
         else:
             raise StudioError(f"Unknown ControlNet '{name}'. Put it in {models_dir / SUBFOLDER} or give a hub id.")
     except StudioError:
@@ -106,9 +123,29 @@ def load(manager, name: str):
     return cache[name]
 
 
-def check_fits(model, unet, name: str) -> None:
-    """A ControlNet adds residuals to the UNet's skip connections: its family must match the base's."""
-    cn, base = model.config, unet.config
+def _sd1():
+    from pipelines.families import SD1
+
+    return SD1
+
+
+def check_fits(model, base_pipe, name: str, family=None) -> None:
+    """A ControlNet adds residuals to the denoiser's blocks: its class and widths must match the base's."""
+    family = family or _sd1()
+    kind = type(model).__name__
+    if kind != family.controlnet_class:
+        raise StudioError(f"ControlNet '{name}' ({kind}) was made for another base model family; the loaded model "
+                          f"is {family.label}, which takes a {family.controlnet_class or 'ControlNet of its own'}.")
+    denoiser = getattr(base_pipe, "unet", None)
+    if denoiser is None:  # transformer families (SD3, Flux): text width and attention width must match
+        cn, base = model.config, base_pipe.transformer.config
+        widths = ("joint_attention_dim", "num_attention_heads", "attention_head_dim")
+        if any(cn.get(k) != base.get(k) for k in widths):
+            raise StudioError(f"ControlNet '{name}' was made for another base model family ("
+                              f"{', '.join(f'{k} {cn.get(k)}' for k in widths)}; the loaded model has "
+                              f"{', '.join(f'{k} {base.get(k)}' for k in widths)}).")
+        return
+    cn, base = model.config, denoiser.config
     if cn.cross_attention_dim != base.cross_attention_dim or list(cn.block_out_channels) != list(
             base.block_out_channels):
         raise StudioError(f"ControlNet '{name}' was made for another base model family (text width "
@@ -118,25 +155,34 @@ def check_fits(model, unet, name: str) -> None:
 
 def prepare(manager, entry, task: str, units: list[ControlUnit], size: tuple[int, int]):
     """The ControlNet pipeline for `task` on the loaded base, and its call arguments."""
-    from diffusers import MultiControlNetModel
-
     if not 1 <= len(units) <= MAX_UNITS:
         raise StudioError(f"Use between 1 and {MAX_UNITS} ControlNets at once (got {len(units)}).")
     for index, unit in enumerate(units):
         unit.validate(index)
+    family = entry.family_info
+    family.check_controlnet(task, entry.name)
     maps = [control_map(u.image, u.preprocessor, size, u.low_threshold, u.high_threshold) for u in units]
     base = manager.pipeline(entry, task)
     models = [load(manager, u.model) for u in units]
     for unit, model in zip(units, models):
-        check_fits(model, base.unet, unit.model)
-    controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
+        check_fits(model, base, unit.model, family)
+    controlnet = models[0] if len(models) == 1 else _multi(family, models)
     pipe = manager.controlnet_pipeline(task, controlnet)
     one = len(units) == 1
-    args = {"control_image" if task == "img2img" else "image": maps[0] if one else maps,
+    # the map's argument: `control_image` where the pipeline has one (img2img, Flux), else `image`
+    key = "control_image" if "control_image" in inspect.signature(pipe.__call__).parameters else "image"
+    args = {key: maps[0] if one else maps,
             "controlnet_conditioning_scale": float(units[0].scale) if one else [float(u.scale) for u in units],
             "control_guidance_start": float(units[0].start) if one else [float(u.start) for u in units],
             "control_guidance_end": float(units[0].end) if one else [float(u.end) for u in units]}
     return pipe, args, maps
+
+
+def _multi(family, models):
+    import diffusers
+
+    multi = {"FluxControlNetModel": "FluxMultiControlNetModel", "SD3ControlNetModel": "SD3MultiControlNetModel"}
+    return getattr(diffusers, multi.get(family.controlnet_class, "MultiControlNetModel"))(models)
 
 
 def parameters(units: list[ControlUnit]) -> dict:

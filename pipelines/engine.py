@@ -50,6 +50,8 @@ class Engine:
         new.validate()
         if new.default_model:
             self.manager.set_default(new.default_model)
+        if new.memory_policy != "auto" or not self.manager.options.cpu_offload:
+            self.manager.memory_policy = new.memory_policy  # takes effect at the next model load
         self.settings = new
 
     def ui_defaults(self) -> dict:
@@ -68,6 +70,9 @@ class Engine:
         info = {"device": manager.device.type, "precision": str(manager.dtype).removeprefix("torch."),
                 "attention slicing": options.attention_slicing, "VAE tiling": options.vae_tiling,
                 "CPU offload": options.cpu_offload, "loaded model": loaded.name if loaded else None,
+                "loaded model family": loaded.family_info.label if loaded else None,
+                "memory policy": manager.memory_policy,
+                "memory plan": manager.memory_plan.summary if manager.memory_plan and loaded else None,
                 **{f"loaded {task} model": getattr(manager.loaded_side(task), "name", None)
                    for task in ("upscale", "pointcloud")},
                 "default model": manager.default_entry.name if manager.default_entry else None,

@@ -1,8 +1,9 @@
 """Hires fix: the two-pass cascade of A1111 — generate small, upscale, refine as image to image.
 
-Upscaling happens in latent space (interpolation, A1111's "Latent (…)" upscalers) or on pixels
-(Lanczos, Nearest); the second pass re-noises the upscaled result by the denoising strength and
-denoises it at the final size, which restores the detail a plain enlargement lacks.
+Upscaling happens in latent space (interpolation, A1111's "Latent (…)" upscalers), on pixels
+(Lanczos, Nearest) or through any model of the super-resolution tab; the second pass re-noises the
+upscaled result by the denoising strength and denoises it at the final size, which restores the
+detail a plain enlargement lacks.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ def final_size(width: int, height: int, scale: float, max_size: int) -> tuple[in
     return size
 
 
-def validate(upscaler: str, steps: int, strength: float, max_steps: int) -> None:
-    if upscaler not in UPSCALERS:
-        raise StudioError(f"Unknown hires upscaler '{upscaler}'. Choose one of: {', '.join(UPSCALERS)}.")
+def validate(upscaler: str, steps: int, strength: float, max_steps: int, models: list[str] = ()) -> None:
+    """`models`: the super-resolution models of the catalog, upscalers too."""
+    if upscaler not in UPSCALERS and upscaler not in models:
+        raise StudioError(f"Unknown hires upscaler '{upscaler}'. Choose one of: {', '.join([*UPSCALERS, *models])}.")
     if not 0 <= steps <= max_steps:
         raise StudioError(f"Hires steps must be between 0 (same as the first pass) and {max_steps} (got {steps}).")
     if not 0 <= strength <= 1:
@@ -60,11 +62,18 @@ def upscale_and_refine(manager, entry, latents: torch.Tensor, seeds: list[int], 
         if strength == 0:
             return decode_to_pil(vae, upscaled)
         start = upscaled
+    elif upscaler in PIXEL_UPSCALERS:
+        start = [image.resize(size, PIXEL_UPSCALERS[upscaler]) for image in decode_to_pil(vae, latents)]
     else:
-        enlarged = [image.resize(size, PIXEL_UPSCALERS[upscaler]) for image in decode_to_pil(vae, latents)]
-        if strength == 0:
-            return enlarged
-        start = enlarged
+        from pipelines import upscale  # imported here: the super-resolution module builds on this one
+
+        first = decode_to_pil(vae, latents)
+        start = [upscale.enlarge(manager, upscaler, image, size, seed, prompt_args["prompt"],
+                                 StageProgress(StageProgress(progress, 0, 2), index, len(first)))
+                 for index, (seed, image) in enumerate(zip(seeds, first))]
+        progress = StageProgress(progress, 1, 2)
+    if upscaler not in LATENT_UPSCALERS and strength == 0:
+        return start
     img2img = manager.pipeline(entry, "img2img")
     refined = denoise(img2img, manager, sampler, seeds, progress, image=start, strength=strength,
                       num_inference_steps=steps, **prompt_args)

@@ -12,13 +12,14 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-from pipelines import metadata
+from pipelines import metadata, networks
 from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import has_transparency, to_rgb
 from pipelines.models import ModelEntry, ModelManager
-from pipelines.text2image import (MAX_SIZE, MIN_SIZE, VERSION, GeneratedImage, Text2ImageResult, resolve_seed,
-                                  validate_batch, validate_sampling, validate_strength)
+from pipelines.text2image import (MAX_SIZE, MIN_SIZE, VERSION, GeneratedImage, Text2ImageResult, family_fields,
+                                  negative_prompt_warnings, resolve_seed, validate_batch, validate_sampling,
+                                  validate_strength)
 
 FILLS = ("original", "fill")  # A1111's "masked content": keep the pixels, or fill from the surroundings
 MAX_MASK_BLUR = 64
@@ -154,6 +155,8 @@ def run(manager: ModelManager, request: InpaintRequest, progress) -> Text2ImageR
     cfg_scale = entry.cfg_scale if request.cfg_scale is None else float(request.cfg_scale)
     seed = resolve_seed(request.seed)
     validate_sampling(sampler, steps, cfg_scale, seed)
+    family = entry.family_info
+    family.check_sampler(sampler)
     validate_batch(request.batch_size)
     validate_strength(request.strength)
     if request.fill not in FILLS:
@@ -165,25 +168,29 @@ def run(manager: ModelManager, request: InpaintRequest, progress) -> Text2ImageR
     if request.fill == "fill":
         crop = fill_masked(crop, canvas.mask.crop(box))
     pipe = manager.pipeline(entry, "inpaint")
+    prompt, negative, network_fields = networks.activate(pipe, manager.catalog.models_dir, request.prompt,
+                                                         request.negative_prompt, entry.name)
     seeds = [seed + i for i in range(request.batch_size)]
-    latents = denoise(pipe, manager, sampler, seeds, progress, prompt=request.prompt,
-                      negative_prompt=request.negative_prompt or None, image=crop.resize(size, Image.LANCZOS),
+    prompt_args = family.call_args(dict(prompt=prompt, negative_prompt=negative or None, guidance_scale=cfg_scale))
+    latents = denoise(pipe, manager, sampler, seeds, progress, image=crop.resize(size, Image.LANCZOS),
                       mask_image=crop_mask.resize(size, Image.LANCZOS), width=size[0], height=size[1],
-                      strength=request.strength, num_inference_steps=steps, guidance_scale=cfg_scale)
+                      strength=request.strength, num_inference_steps=steps, **prompt_args)
     results = []
     for image_seed, generated in zip(seeds, decode_to_pil(pipe.vae, latents)):
         full = canvas.image.copy()
         full.paste(generated.resize(crop.size, Image.LANCZOS), box[:2])
         result = Image.composite(full, canvas.image, blend)  # outside the mask: the input, exactly
-        fields = {"Steps": steps, "Sampler": sampler, "CFG scale": f"{cfg_scale:g}", "Seed": image_seed,
-                  "Size": f"{result.width}x{result.height}", "Model": entry.name,
+        fields = {"Steps": steps, "Sampler": sampler, **family_fields(entry, cfg_scale), "Seed": image_seed,
+                  "Size": f"{result.width}x{result.height}", "Model": entry.name, "Family": family.key,
                   "Denoising strength": f"{request.strength:g}", "Mask blur": int(request.mask_blur),
                   "Inpaint area": "Only masked" if request.only_masked else None,
                   "Masked area padding": int(request.only_masked_padding) if request.only_masked else None,
-                  "Masked content": request.fill, "Outpaint": _outpaint_text(request), "Version": VERSION}
-        text = metadata.format_parameters(request.prompt, request.negative_prompt, fields)
+                  "Masked content": request.fill, "Outpaint": _outpaint_text(request), **network_fields,
+                  "Version": VERSION}
+        recorded_negative = request.negative_prompt if family.negative_prompt else ""
+        text = metadata.format_parameters(request.prompt, recorded_negative, fields)
         results.append(GeneratedImage(result, image_seed, text))
-    return Text2ImageResult(results, canvas.notes)
+    return Text2ImageResult(results, canvas.notes + negative_prompt_warnings(entry, request.negative_prompt))
 
 
 def _outpaint_text(request: InpaintRequest) -> str | None:

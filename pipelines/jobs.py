@@ -18,12 +18,23 @@ from pipelines.errors import JobCancelled, StudioError
 log = logging.getLogger(__name__)
 
 
+_worker = threading.local()  # the job the worker thread is running
+
+
+def running_job() -> "Job | None":
+    """The job being run on this thread (None outside the worker): for work deep inside a job, such as
+    a model download, that reports its own progress."""
+    return getattr(_worker, "job", None)
+
+
 class Progress:
-    """What a capability's run sees: report steps, and check whether it was asked to stop."""
+    """What a capability's run sees: report steps, and check whether it was asked to stop. `note`, when
+    set, says what the reported count is instead of steps (e.g. bytes of a download)."""
 
     def __init__(self):
         self.step = 0
         self.total = 0
+        self.note = ""
         self._cancel = threading.Event()
 
     def report(self, step: int, total: int) -> None:
@@ -133,6 +144,7 @@ class JobQueue:
             if job.cancelled:
                 raise JobCancelled()
             job.status = Job.RUNNING
+            _worker.job = job
             job.result = job.fn(job)
             job.status = Job.CANCELLED if job.cancelled and job.result is None else Job.DONE
         except JobCancelled:
@@ -143,4 +155,5 @@ class JobQueue:
             log.exception("Job %s (%s) failed", job.id, job.label)
             job.status, job.error = Job.FAILED, error
         finally:
+            _worker.job = None
             job._done.set()

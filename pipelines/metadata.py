@@ -132,12 +132,16 @@ def settings_from_parameters(parsed: dict[str, str]) -> dict:
     """Typed generation settings from parsed parameters (ours or A1111's), for restoring a tab.
 
     Keys: prompt, negative_prompt, steps, sampler, cfg_scale, seed, width, height, model,
-    denoising_strength — only those present and readable.
+    denoising_strength, family — only those present and readable. A Flux image's guidance is its
+    "Distilled CFG Scale" (as A1111 Forge writes it; its "CFG scale" is 1, real CFG off).
     """
     settings = {"prompt": parsed.get("Prompt", ""), "negative_prompt": parsed.get("Negative prompt", "")}
     conversions = {"steps": ("Steps", int), "cfg_scale": ("CFG scale", float), "seed": ("Seed", int),
                    "width": ("Size-1", int), "height": ("Size-2", int), "model": ("Model", str),
                    "denoising_strength": ("Denoising strength", float)}
+    if "Distilled CFG Scale" in parsed:
+        conversions["cfg_scale"] = ("Distilled CFG Scale", float)
+    conversions["family"] = ("Family", str)
     for name, (key, kind) in conversions.items():
         try:
             settings[name] = kind(parsed[key])

@@ -13,8 +13,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.errors import StudioError
-from pipelines.runtime import RuntimeOptions, free_memory, place_pipeline, resolve_device, resolve_dtype
+from pipelines import families
+from pipelines.errors import JobCancelled, StudioError
+from pipelines.memory import MemoryPlan, plan_memory
+from pipelines.runtime import (RuntimeOptions, apply_memory_options, free_memory, free_vram_bytes, resolve_device,
+                               resolve_dtype)
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,15 @@ class ModelEntry:
     inpainting_model: str = ""  # name of this model's dedicated inpainting variant, if it has one
     pipeline_class: str = ""  # model_index.json's `_class_name` where known before loading
     tile_size: int = 0  # upscalers: the input tile (px) that fits memory comfortably; 0 = whole image
+    family: str = ""  # pipelines.families key ("" = SD 1.x); detected from the folder or the file's keys
 
     @property
     def is_single_file(self) -> bool:
         return self.location.endswith(".safetensors")
+
+    @property
+    def family_info(self) -> families.Family:
+        return families.family(self.family)
 
 
 SD15_DEFAULTS = dict(width=512, height=512, steps=25, cfg_scale=7.0, sampler="DPM++ 2M Karras")
@@ -62,6 +70,25 @@ HUB_MODELS = [
     ModelEntry("CompVis/ldm-super-resolution-4x-openimages", "hub", "CompVis/ldm-super-resolution-4x-openimages",
                steps=100, cfg_scale=0.0, description="LDM x4 super-resolution", task=UPSCALE,
                pipeline_class="LDMSuperResolutionPipeline", tile_size=128),
+]
+
+
+def _hub(repo: str, family: str, description: str, **overrides) -> ModelEntry:
+    """A well-known hub model of a family, with the family's defaults (loaded on first use when online)."""
+    return ModelEntry(repo, "hub", repo, description=description, family=family,
+                      **{**families.family(family).defaults(), **overrides})
+
+
+HUB_MODELS += [
+    _hub("stabilityai/stable-diffusion-2-1", "sd2", "Stable Diffusion 2.1 (768, v-prediction)"),
+    _hub("stabilityai/stable-diffusion-2-1-base", "sd2", "Stable Diffusion 2.1 base (512)", width=512, height=512),
+    _hub("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", "SDXL 1.0 base"),
+    _hub("stabilityai/stable-diffusion-xl-refiner-1.0", "sdxl-refiner", "SDXL 1.0 refiner (image to image, inpaint)"),
+    _hub("stabilityai/stable-diffusion-3-medium-diffusers", "sd3", "Stable Diffusion 3 medium", cfg_scale=7.0),
+    _hub("stabilityai/stable-diffusion-3.5-medium", "sd3", "Stable Diffusion 3.5 medium", steps=40, cfg_scale=4.5),
+    _hub("stabilityai/stable-diffusion-3.5-large", "sd3", "Stable Diffusion 3.5 large", steps=28, cfg_scale=3.5),
+    _hub("black-forest-labs/FLUX.1-dev", "flux-dev", "Flux.1 [dev] (distilled guidance)"),
+    _hub("black-forest-labs/FLUX.1-schnell", "flux-schnell", "Flux.1 [schnell] (4 steps)"),
 ]
 
 
@@ -85,12 +112,15 @@ def entry_for_folder(path: Path, source: str, name: str | None = None) -> ModelE
     info = json.loads(card.read_text()) if card.is_file() else {}
     pipeline_class = folder_pipeline_class(path)
     task = folder_task(path, info, pipeline_class)
-    base = {**SD15_DEFAULTS, **TASK_DEFAULTS.get(task, {})}
+    family = info.get("family") or (families.detect_single_file(path) if path.suffix == ".safetensors"
+                                    else families.detect_folder(path) if task in IMAGE_TASKS else "")
+    base = {**families.family(family).defaults(), **TASK_DEFAULTS.get(task, {})}
     settings = {**base, **{k: info[k] for k in base if k in info}}
     return ModelEntry(name or info.get("name", path.name), source, str(path),
                       description=info.get("description", "built-in demo model" if source == "demo" else ""),
                       task=task, inpainting_model=info.get("inpainting_model", ""),
-                      pipeline_class=pipeline_class, tile_size=int(info.get("tile_size", 0)), **settings)
+                      pipeline_class=pipeline_class, tile_size=int(info.get("tile_size", 0)), family=family,
+                      **settings)
 
 
 def folder_pipeline_class(path: Path) -> str:
@@ -161,7 +191,7 @@ class Catalog:
 
     def default(self, cuda: bool) -> tuple[ModelEntry, str]:
         """The model to start on, and why (shown in the UI)."""
-        entries = self.entries("text2image")
+        entries = [e for e in self.entries("text2image") if "text2image" in e.family_info.tabs]
         if cuda:
             for entry in entries:
                 if entry.source == "hub" and hub_model_is_cached(entry.location):
@@ -187,7 +217,8 @@ class Catalog:
         if name.endswith(".safetensors") or "\\" in name or name.startswith((".", "/")) or ".." in name:
             return self._local_path(name)
         if HUB_ID.match(name):
-            return ModelEntry(name, "hub", name, **SD15_DEFAULTS)
+            family = hub_model_family(name)
+            return ModelEntry(name, "hub", name, family=family, **families.family(family).defaults())
         raise StudioError(f"Unknown model '{name}'. Available: {', '.join(self.names(None)) or 'none'}.")
 
     def _local_path(self, name: str) -> ModelEntry:
@@ -203,6 +234,37 @@ def hub_model_is_cached(repo_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+
+
+def hub_model_family(repo_id: str) -> str:
+    """The family of a hub model outside the catalog, from its downloaded configs ("" = not downloaded: SD 1.x
+    defaults until it is)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    index = try_to_load_from_cache(repo_id, "model_index.json")
+    return families.detect_folder(Path(index).parent) if isinstance(index, str) else ""
+
+
+def download_if_online(repo_id: str) -> str:
+    """Fetch what is missing of a hub model, with progress: its local folder. Offline (or with the hub
+    unreachable but the model cached) the repo id, which diffusers resolves from the cache."""
+    from huggingface_hub import is_offline_mode
+
+    from pipelines import download
+
+    if is_offline_mode():
+        return repo_id
+    try:
+        return download.fetch(repo_id)
+    except (StudioError, JobCancelled):
+        raise
+    except Exception as error:  # noqa: BLE001 - hub unreachable or refusing: a cached copy still loads
+        if not hub_model_is_cached(repo_id):
+            first_line = (str(error).splitlines() or [type(error).__name__])[0][:160]
+            raise StudioError(f"Hub model '{repo_id}' could not be downloaded ({first_line}): check the name and "
+                              f"the connection, or pick a demo or local model.") from None
+        log.warning("Hub check for %s failed (%s); loading the cached copy", repo_id, error)
+        return repo_id
 
 
 def check_safetensors(path: Path) -> None:
@@ -241,6 +303,10 @@ class ModelManager:
         self._side: dict[str, tuple[ModelEntry, object]] = {}
         self.extras: dict[str, object] = {}  # add-on models (ControlNets) loaded for this base
         self.base_scheduler_config = None
+        # memory: "auto" plans from free VRAM and model size (pipelines.memory); the plan of the loaded model
+        self.memory_policy = "model offload" if self.options.cpu_offload else "auto"
+        self.memory_plan: MemoryPlan | None = None
+        self.vram_probe = free_vram_bytes  # (device) → free bytes or None; tests simulate a budget here
         self.default_entry, self.default_reason = None, ""
         try:
             self.default_entry, self.default_reason = catalog.default(self.device.type == "cuda")
@@ -273,6 +339,7 @@ class ModelManager:
         if entry.task not in IMAGE_TASKS:
             what, tab = TASK_HOMES.get(entry.task, (f"a {entry.task} model", entry.task))
             raise StudioError(f"'{entry.name}' is {what}: use it in the {tab} tab.")
+        entry.family_info.check_tab(task, entry.name)
         with self._lock:
             if self._entry != entry:
                 self.unload(side=False)
@@ -315,6 +382,9 @@ class ModelManager:
 
     def unload(self, side: bool = True) -> None:
         with self._lock:
+            base = self._pipes.get("base")
+            if base is not None and hasattr(base, "remove_all_hooks"):
+                base.remove_all_hooks()  # CPU-offload hooks hold the weights: let them go with the model
             self._pipes.clear()
             self.extras.clear()
             self._entry = None
@@ -322,8 +392,28 @@ class ModelManager:
                 self._side.clear()
             free_memory()
 
+    def plan_for(self, entry: ModelEntry, free_bytes: int | None = None, device: str | None = None) -> MemoryPlan:
+        """The memory plan for loading `entry` now (free VRAM measured unless given; a simulated budget in tests)."""
+        import torch
+
+        device = device or self.device.type
+        if free_bytes is None and device == "cuda":
+            free_bytes = self.vram_probe(self.device)
+        fam = entry.family_info
+        local = entry.source != "hub"
+        size = families.weights_bytes(entry.location) if local else None
+        part = families.largest_component_bytes(entry.location) if local else None
+        bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+        return plan_memory(free_bytes, size or fam.typical_bytes, device, override=self.memory_policy,
+                           precision=self.options.precision, prefers_bf16=fam.prefers_bf16, bf16_supported=bf16,
+                           largest_component_bytes=part, label=f"{entry.name} ({fam.label})")
+
     def _load(self, entry: ModelEntry):
         log.info("Loading model %s from %s (%s)", entry.name, entry.location, entry.source)
+        plan = self.plan_for(entry) if entry.task in IMAGE_TASKS else None
+        if plan is not None:
+            self.dtype = resolve_dtype(plan.precision, self.device)
+            log.info("Memory plan for %s: %s", entry.name, plan.summary)
         try:
             pipe = self._from_source(entry)
         except StudioError:
@@ -332,7 +422,25 @@ class ModelManager:
             log.exception("Loading %s failed", entry.name)
             raise StudioError(_load_failure_message(entry, error)) from None
         pipe.set_progress_bar_config(disable=True)
-        return place_pipeline(pipe, self.options, self.device, self.dtype)
+        if plan is not None:
+            self.memory_plan = plan
+        return self.place(pipe, plan)
+
+    def place(self, pipe, plan: MemoryPlan | None):
+        """Move a loaded pipeline to the device as `plan` says (offload, VAE tiling) with the memory options."""
+        offload = plan.offload if plan is not None else "model" if self.options.cpu_offload else "none"
+        offload = offload if self.device.type == "cuda" else "none"
+        if offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        apply_memory_options(pipe, self.options, self.device)
+        vae = getattr(pipe, "vae", None)
+        if plan is not None and plan.vae_tiling and vae is not None and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        return pipe
 
     def _from_source(self, entry: ModelEntry):
         import diffusers
@@ -343,7 +451,8 @@ class ModelManager:
             check_safetensors(path)
             config = path.with_suffix(CONFIG_SUFFIX)
             extra = {"config": str(config), "local_files_only": True} if config.is_dir() else {}
-            return diffusers.StableDiffusionPipeline.from_single_file(str(path), **common, **extra)
+            cls = getattr(diffusers, entry.family_info.single_file_class)
+            return cls.from_single_file(str(path), **common, **extra)
         kwargs = dict(common, use_safetensors=True)
         if entry.source != "hub":
             kwargs["local_files_only"] = True
@@ -351,7 +460,10 @@ class ModelManager:
                 raise StudioError(f"'{entry.name}' is not a diffusers folder (no model_index.json).")
         if _has_safety_checker(entry):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
-        return diffusers.DiffusionPipeline.from_pretrained(entry.location, **kwargs)
+        location = download_if_online(entry.location) if entry.source == "hub" else entry.location
+        if location != entry.location:
+            kwargs["local_files_only"] = True  # exactly what was just downloaded
+        return diffusers.DiffusionPipeline.from_pretrained(location, **kwargs)
 
 
 def is_inpainting_model(pipe) -> bool:

@@ -36,6 +36,7 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
 # Flow-matching models (SD3, Flux) only work with flow-matching schedulers.
 FLOW_SAMPLERS: dict[str, tuple[str, dict]] = {
     "Euler (flow)": ("FlowMatchEulerDiscreteScheduler", {}),
+    "Euler (flow) Karras": ("FlowMatchEulerDiscreteScheduler", KARRAS),
 }
 
 
@@ -66,7 +67,8 @@ def check_schedule(scheduler, name: str, steps: int) -> None:
     """Karras sigmas on a schedule with a huge sigma_max (e.g. a cosine one) crowd the first steps onto one
     timestep; diffusers then starts one step late and fails at the end (IndexError). Refuse that up front.
     (Repeats near the end, as with many steps on SD's schedule, are harmless: sigmas still differ.)"""
-    if not getattr(scheduler.config, "use_karras_sigmas", False) or steps < 2:
+    flow = "FlowMatch" in type(scheduler).__name__  # flow sigmas are set per call (Flux shifts them by size)
+    if not getattr(scheduler.config, "use_karras_sigmas", False) or steps < 2 or flow:
         return
     scheduler.set_timesteps(steps)
     first = scheduler.timesteps[:2].tolist()

@@ -23,10 +23,15 @@ class StudioSettings:
     width: int = 0
     height: int = 0
     output_format: str = "png"
+    memory_policy: str = "auto"  # pipelines.memory.POLICIES: "auto" plans from free VRAM and model size
 
     def validate(self) -> None:
+        from pipelines.memory import POLICIES
+
         if self.output_format not in IMAGE_FORMATS:
             raise StudioError(f"Output format must be one of {', '.join(IMAGE_FORMATS)}.")
+        if self.memory_policy not in POLICIES:
+            raise StudioError(f"Memory policy must be one of {', '.join(POLICIES)}.")
         if self.steps < 0 or self.cfg_scale < 0 or self.width < 0 or self.height < 0:
             raise StudioError("Default steps, CFG and size must not be negative (0 = the model's own).")
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pipelines import controlnet, hires, metadata
+from pipelines import controlnet, hires, metadata, networks
 from pipelines.denoise import decode_to_pil, denoise
 from pipelines.errors import StudioError
 from pipelines.images import to_rgb
 from pipelines.jobs import StageProgress
-from pipelines.models import ModelEntry, ModelManager
-from pipelines.samplers import SAMPLERS
+from pipelines.models import UPSCALE, ModelEntry, ModelManager
+from pipelines.samplers import FLOW_SAMPLERS, SAMPLERS
 
 VERSION = "Diffusion Studio 0.1"
 MIN_SIZE, MAX_SIZE = 64, 2048
@@ -73,9 +73,13 @@ class Settings:
     seed: int
     init_image: Image.Image | None
     hires_size: tuple[int, int] | None = None
+    prompt: str = ""  # as the model reads it: LoRA tags taken out (networks.activate)
+    negative_prompt: str = ""
+    networks: dict = field(default_factory=dict)  # LoRA / embedding metadata fields
 
 
-def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
+def resolve_settings(request: Text2ImageRequest, entry: ModelEntry, hr_models: list[str] = ()) -> Settings:
+    """`hr_models`: the catalog's super-resolution models, which the hires fix may use too."""
     init = to_rgb(request.init_image, "init image") if request.init_image is not None else None
     width, height = request.width, request.height
     if init is not None and width is None and height is None:
@@ -91,10 +95,11 @@ def resolve_settings(request: Text2ImageRequest, entry: ModelEntry) -> Settings:
         init_image=init,
     )
     validate(request, settings)
+    entry.family_info.check_sampler(settings.sampler)
     if request.enable_hr:
         if init is not None:
             raise StudioError("Hires fix is for text to image: remove the init image or turn hires fix off.")
-        hires.validate(request.hr_upscaler, int(request.hr_steps), request.strength, MAX_STEPS)
+        hires.validate(request.hr_upscaler, int(request.hr_steps), request.strength, MAX_STEPS, hr_models)
         settings.hires_size = hires.final_size(settings.width, settings.height, request.hr_scale, MAX_SIZE)
     return settings
 
@@ -107,6 +112,9 @@ def validate(request: Text2ImageRequest, s: Settings) -> None:
     validate_batch(request.batch_size, request.batch_count)
     if s.init_image is not None:
         validate_strength(request.strength)
+        if int(s.steps * request.strength) < 1:
+            raise StudioError(f"Denoising strength {request.strength:g} × {s.steps} steps leaves no step to run: "
+                              "raise the steps or the strength.")
 
 
 def validate_size(width: int, height: int) -> None:
@@ -120,8 +128,8 @@ def validate_sampling(sampler: str, steps: int, cfg_scale: float, seed: int) -> 
         raise StudioError(f"Steps must be between 1 and {MAX_STEPS} (got {steps}).")
     if not 0 <= cfg_scale <= MAX_CFG or np.isnan(cfg_scale):
         raise StudioError(f"CFG scale must be between 0 and {MAX_CFG:g} (got {cfg_scale:g}).")
-    if sampler not in SAMPLERS:
-        raise StudioError(f"Unknown sampler '{sampler}'. Choose one of: {', '.join(SAMPLERS)}.")
+    if sampler not in SAMPLERS and sampler not in FLOW_SAMPLERS:
+        raise StudioError(f"Unknown sampler '{sampler}'. Choose one of: {', '.join([*SAMPLERS, *FLOW_SAMPLERS])}.")
     if not 0 <= seed <= MAX_SEED:
         raise StudioError(f"Seed must be -1 (random) or between 0 and {MAX_SEED} (got {seed}).")
 
@@ -145,12 +153,15 @@ def resolve_seed(seed: int | None) -> int:
 def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2ImageResult:
     """Generate batch_count × batch_size images; image i uses seed + i, noise from a CPU generator."""
     entry = manager.entry(request.model)
-    s = resolve_settings(request, entry)
+    s = resolve_settings(request, entry, manager.catalog.names(UPSCALE))
     task = "img2img" if s.init_image is not None else "text2image"
     pipe, control_args = manager.pipeline(entry, task), {}
+    s.prompt, s.negative_prompt, s.networks = networks.activate(
+        pipe, manager.catalog.models_dir, request.prompt, request.negative_prompt, entry.name)
     if request.controlnets:
         pipe, control_args, _maps = controlnet.prepare(manager, entry, task, request.controlnets, (s.width, s.height))
-    warnings = prompt_warnings(pipe, request.prompt) + prompt_warnings(pipe, request.negative_prompt)
+    warnings = prompt_warnings(pipe, s.prompt) + prompt_warnings(pipe, s.negative_prompt)
+    warnings += negative_prompt_warnings(entry, request.negative_prompt)
     images: list[GeneratedImage] = []
     passes = 2 if s.hires_size else 1
     for batch in range(request.batch_count):
@@ -171,7 +182,9 @@ def run(manager: ModelManager, request: Text2ImageRequest, progress) -> Text2Ima
 
 
 def prompt_args(request: Text2ImageRequest, s: Settings) -> dict:
-    return dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None, guidance_scale=s.cfg_scale)
+    """Prompt and guidance as the model's family takes them (Flux: no negative prompt; distilled guidance)."""
+    return s.entry.family_info.call_args(dict(prompt=s.prompt, negative_prompt=s.negative_prompt or None,
+                                              guidance_scale=s.cfg_scale))
 
 
 def pipeline_args(request: Text2ImageRequest, s: Settings) -> dict:
@@ -181,22 +194,43 @@ def pipeline_args(request: Text2ImageRequest, s: Settings) -> dict:
     return dict(args, width=s.width, height=s.height)
 
 
+def negative_prompt_warnings(entry: ModelEntry, negative_prompt: str) -> list[str]:
+    family = entry.family_info
+    if negative_prompt and negative_prompt.strip() and not family.negative_prompt:
+        return [f"{family.label} takes no negative prompt: it was ignored (and is not recorded)."]
+    return []
+
+
+def family_fields(entry: ModelEntry, cfg_scale: float) -> dict:
+    """The guidance fields as the family means them, and the family itself (A1111 Forge's names for Flux)."""
+    family = entry.family_info
+    if family.guidance_field:  # Flux: the value is distilled guidance; real CFG is off
+        return {"CFG scale": 1, family.guidance_field: f"{cfg_scale:g}"}
+    return {"CFG scale": f"{cfg_scale:g}"}
+
+
 def parameters_text(request: Text2ImageRequest, s: Settings, seed: int) -> str:
+    family = s.entry.family_info
     fields = {
-        "Steps": s.steps, "Sampler": s.sampler, "CFG scale": f"{s.cfg_scale:g}", "Seed": seed,
-        "Size": f"{s.width}x{s.height}", "Model": s.entry.name,
+        "Steps": s.steps, "Sampler": s.sampler, **family_fields(s.entry, s.cfg_scale), "Seed": seed,
+        "Size": f"{s.width}x{s.height}", "Model": s.entry.name, "Family": family.key,
         "Denoising strength": f"{request.strength:g}" if s.init_image is not None or s.hires_size else None,
         "Hires upscale": f"{request.hr_scale:g}" if s.hires_size else None,
         "Hires steps": int(request.hr_steps) if s.hires_size and request.hr_steps else None,
         "Hires upscaler": request.hr_upscaler if s.hires_size else None,
         **controlnet.parameters(request.controlnets),
+        **s.networks,
         "Version": VERSION,
     }
-    return metadata.format_parameters(request.prompt, request.negative_prompt, fields)
+    negative = request.negative_prompt if family.negative_prompt else ""
+    return metadata.format_parameters(request.prompt, negative, fields)
 
 
 def prompt_warnings(pipe, prompt: str) -> list[str]:
-    tokenizer = getattr(pipe, "tokenizer", None)
+    # the text encoder that reads furthest counts (SD3/Flux: T5 beside CLIP's 77; the SDXL refiner: tokenizer_2)
+    tokenizers = [getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2", "tokenizer_3")]
+    tokenizers = [t for t in tokenizers if t is not None]
+    tokenizer = max(tokenizers, key=lambda t: t.model_max_length, default=None)
     if tokenizer is None or not prompt:
         return []
     count = len(tokenizer(prompt, truncation=False).input_ids)

@@ -258,35 +258,62 @@ def run(manager: ModelManager, request: UpscaleRequest, progress) -> Text2ImageR
         result = picture.resize((picture.width * scale, picture.height * scale), BASELINES[request.model])
         fields = {"Upscaler": request.model}
     else:
-        entry = manager.entry(request.model)
-        if entry.task != UPSCALE:
-            raise StudioError(f"'{entry.name}' is not an upscaler: choose one of "
-                              f"{', '.join([*BASELINES, *manager.catalog.names(UPSCALE)])}.")
-        steps = entry.steps if request.steps is None else int(request.steps)
-        cfg_scale = entry.cfg_scale if request.cfg_scale is None else float(request.cfg_scale)
-        tile = (entry.tile_size or DEFAULT_TILE) if request.tile_size is None else int(request.tile_size)
-        overlap = tile // 4 if request.tile_overlap is None else int(request.tile_overlap)
-        check_sampling(steps, cfg_scale)
-        check_tiling(tile, overlap)
         check_output_size(*picture.size, int(request.scale))
-        pipe = manager.upscaler(entry)
-        scale = check_scale(request.scale, (model_scale(pipe),), f"'{entry.name}'")
-        prompted = takes_prompt(pipe)
-        if prompted:
-            check_noise_level(request.noise_level, pipe.config.max_noise_level)
-        array = np.asarray(picture, np.float64) / 255
-        tiles = TileProgress(progress)
-        tile_fn = diffusion_tile_fn(pipe, request, steps, cfg_scale, seed, scale, tiles)
-        upscaled = upscale_tiled(array, tile_fn, scale, tile, overlap, tiles.start)
-        result = Image.fromarray((np.clip(upscaled, 0, 1) * 255).round().astype(np.uint8))
-        fields = {"Upscaler": entry.name, "Upscale steps": steps, "Upscale seed": seed,
-                  "Upscale prompt": request.prompt if prompted else None,
-                  "Upscale CFG scale": f"{cfg_scale:g}" if prompted else None,
-                  "Upscale noise level": int(request.noise_level) if prompted else None,
-                  "Upscale tile": f"{tile} overlap {overlap}" if tile else "none"}
+        result, scale, fields = model_upscale(manager, upscaler_entry(manager, request.model), picture, request,
+                                              seed, progress)
     result = join_channels(result, alpha, mode)
     fields = {"Upscale by": scale, **fields, "Upscaled size": f"{result.width}x{result.height}"}
     return Text2ImageResult([GeneratedImage(result, seed, append_step(source, fields))], list(request.notes))
+
+
+def upscaler_entry(manager: ModelManager, name: str):
+    entry = manager.entry(name)
+    if entry.task != UPSCALE:
+        raise StudioError(f"'{entry.name}' is not an upscaler: choose one of "
+                          f"{', '.join([*BASELINES, *manager.catalog.names(UPSCALE)])}.")
+    return entry
+
+
+def model_upscale(manager: ModelManager, entry, picture: Image.Image, request: UpscaleRequest, seed: int,
+                  progress) -> tuple[Image.Image, int, dict]:
+    """An RGB picture through a diffusion upscaler, tile by tile: (result, scale, metadata fields).
+    `request.scale` 0 takes the model's own scale."""
+    steps = entry.steps if request.steps is None else int(request.steps)
+    cfg_scale = entry.cfg_scale if request.cfg_scale is None else float(request.cfg_scale)
+    tile = (entry.tile_size or DEFAULT_TILE) if request.tile_size is None else int(request.tile_size)
+    overlap = tile // 4 if request.tile_overlap is None else int(request.tile_overlap)
+    check_sampling(steps, cfg_scale)
+    check_tiling(tile, overlap)
+    pipe = manager.upscaler(entry)
+    scale = check_scale(request.scale or model_scale(pipe), (model_scale(pipe),), f"'{entry.name}'")
+    prompted = takes_prompt(pipe)
+    if prompted:
+        check_noise_level(request.noise_level, pipe.config.max_noise_level)
+    array = np.asarray(picture, np.float64) / 255
+    tiles = TileProgress(progress)
+    tile_fn = diffusion_tile_fn(pipe, request, steps, cfg_scale, seed, scale, tiles)
+    upscaled = upscale_tiled(array, tile_fn, scale, tile, overlap, tiles.start)
+    result = Image.fromarray((np.clip(upscaled, 0, 1) * 255).round().astype(np.uint8))
+    fields = {"Upscaler": entry.name, "Upscale steps": steps, "Upscale seed": seed,
+              "Upscale prompt": request.prompt if prompted else None,
+              "Upscale CFG scale": f"{cfg_scale:g}" if prompted else None,
+              "Upscale noise level": int(request.noise_level) if prompted else None,
+              "Upscale tile": f"{tile} overlap {overlap}" if tile else "none"}
+    return result, scale, fields
+
+
+def enlarge(manager: ModelManager, name: str, picture: Image.Image, size: tuple[int, int], seed: int,
+            prompt: str, progress) -> Image.Image:
+    """The hires fix's upscale with a super-resolution model, as A1111 does with its upscalers: the
+    model's own scale, repeated while the picture is smaller than `size`, then Lanczos to exactly `size`."""
+    entry = upscaler_entry(manager, name)
+    request = UpscaleRequest(model=name, scale=0, prompt=prompt)
+    scale = model_scale(manager.upscaler(entry))
+    rounds = max(1, math.ceil(math.log(max(size[0] / picture.width, size[1] / picture.height), scale) - 1e-9))
+    for index in range(rounds):
+        check_output_size(*picture.size, scale)
+        picture, _, _ = model_upscale(manager, entry, picture, request, seed, StageProgress(progress, index, rounds))
+    return picture.resize(size, Image.LANCZOS)
 
 
 def check_sampling(steps: int, cfg_scale: float) -> None:

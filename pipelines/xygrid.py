@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 from pipelines import metadata, text2image
 from pipelines.errors import StudioError
 from pipelines.jobs import StageProgress
-from pipelines.samplers import SAMPLERS
+from pipelines.models import UPSCALE
+from pipelines.samplers import FLOW_SAMPLERS, SAMPLERS
 from pipelines.text2image import GeneratedImage, Text2ImageRequest, Text2ImageResult
 
 NOTHING = "Nothing"
@@ -52,10 +53,11 @@ def parse_values(axis: str, text: str) -> list:
         raise StudioError(f"Give at least one value for the {axis} axis.")
     if kind is str:
         if axis == "Sampler":
-            unknown = [item for item in items if item not in SAMPLERS]
+            known = [*SAMPLERS, *FLOW_SAMPLERS]  # which fit the model's family is checked per cell
+            unknown = [item for item in items if item not in known]
             if unknown:
                 raise StudioError(f"Unknown sampler '{unknown[0]}' on the Sampler axis. "
-                                  f"Choose from: {', '.join(SAMPLERS)}.")
+                                  f"Choose from: {', '.join(known)}.")
         return items
     values = []
     for item in items:
@@ -119,7 +121,7 @@ def run(manager, request: XYGridRequest, progress) -> Text2ImageResult:
     entry = manager.entry(request.base.model)
     for row in rows:  # every cell's settings are valid before the first one is drawn
         for cell in row:
-            text2image.resolve_settings(cell, entry)
+            text2image.resolve_settings(cell, entry, manager.catalog.names(UPSCALE))
     count = len(xs) * len(ys)
     cells, warnings = [], []
     for index, cell in enumerate(cell for row in rows for cell in row):

@@ -18,9 +18,10 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines import metadata
+from pipelines import hires, metadata, networks
+from pipelines.models import UPSCALE
 from pipelines.errors import JobCancelled, StudioError
-from pipelines.samplers import SAMPLERS
+from pipelines.samplers import FLOW_SAMPLERS, SAMPLERS
 from pipelines.text2image import VERSION, Text2ImageRequest
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -128,7 +129,29 @@ def register_api(app: FastAPI, engine, auth: tuple[str, str] | None = None) -> N
 
     @app.get("/sdapi/v1/samplers", dependencies=guard)
     def samplers():
-        return [{"name": name, "aliases": [], "options": {}} for name in SAMPLERS]
+        return [{"name": name, "aliases": [], "options": {}} for name in [*SAMPLERS, *FLOW_SAMPLERS]]
+
+    @app.get("/sdapi/v1/upscalers", dependencies=guard)
+    def upscalers():  # the names `hr_upscaler` takes (A1111 lists its pixel upscalers here)
+        pixel = [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+                 for name in hires.PIXEL_UPSCALERS]
+        return pixel + [{"name": e.name, "model_name": e.name, "model_path": e.location, "model_url": None,
+                         "scale": 4} for e in engine.manager.catalog.entries(UPSCALE)]
+
+    @app.get("/sdapi/v1/latent-upscale-modes", dependencies=guard)
+    def latent_upscale_modes():
+        return [{"name": name} for name in hires.LATENT_UPSCALERS]
+
+    @app.get("/sdapi/v1/loras", dependencies=guard)
+    def loras():  # the route of A1111's built-in Lora extension
+        found = networks.files(engine.manager.catalog.models_dir, networks.LORA_DIR)
+        return [{"name": name, "alias": name, "path": str(path), "metadata": {}} for name, path in found.items()]
+
+    @app.get("/sdapi/v1/embeddings", dependencies=guard)
+    def embeddings():
+        found = networks.embedding_names(engine.manager.catalog.models_dir)
+        return {"loaded": {name: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
+                                  "vectors": None} for name in found}, "skipped": {}}
 
     @app.get("/sdapi/v1/options", dependencies=guard)
     def get_options():
@@ -148,7 +171,8 @@ def register_api(app: FastAPI, engine, auth: tuple[str, str] | None = None) -> N
 def _sampler_name(body: Txt2ImgBody) -> str | None:
     name = body.sampler_name or body.sampler_index
     # A1111 ≥ 1.9 sends the schedule separately: "DPM++ 2M" + scheduler "Karras" = "DPM++ 2M Karras".
-    if name and body.scheduler and body.scheduler.lower() == "karras" and f"{name} Karras" in SAMPLERS:
+    if name and body.scheduler and body.scheduler.lower() == "karras" and (f"{name} Karras" in SAMPLERS
+                                                                         or f"{name} Karras" in FLOW_SAMPLERS):
         return f"{name} Karras"
     return name
 

@@ -22,14 +22,18 @@ def build_app(engine) -> gr.Blocks:
             control = controlnet.build(engine)
             inpainting = inpaint.build(engine)
             upscaling = upscale.build(engine)
-            pointcloud.build(engine)
+            cloud = pointcloud.build(engine)
             info = pnginfo.build(engine)
             past = history.build(engine)
             settings.build(engine)
-        receivers = {"img2img": txt2img, "inpaint": inpainting, "controlnet": control, "upscale": upscaling}
+        receivers = {"img2img": txt2img, "inpaint": inpainting, "controlnet": control, "upscale": upscaling,
+                     "pointcloud": cloud}
         for source in (txt2img, control, inpainting):
             for target_id, button in source["results"].send.items():
                 wire_send_to(tabs, source["results"], button, receivers[target_id], SEND_TARGETS[target_id][1])
+        for target_id, button in info["send_image"].items():
+            wire_send(tabs, button, [info["image"], info["settings"]], pnginfo.picked, receivers[target_id],
+                      SEND_TARGETS[target_id][1])
         for source in (info, past):
             wire_restore(tabs, source, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS)
         app.load(lambda: defaults_for_page(engine), None, txt2img["defaults"], api_visibility="private")
@@ -47,22 +51,32 @@ def defaults_for_page(engine) -> list:
 def wire_send_to(tabs: gr.Tabs, source: Results, button: gr.Button, target: dict, tab_id: str) -> None:
     """`button` puts the selected gallery image into the target tab's input and fills its prompt, model
     and sampling controls from the image's own parameters (as A1111 does), then opens that tab."""
-    image_box, fields, adapt = target["image"], target["fields"], target.get("adapt", {})
-    reveal = [target["reveal"]] if "reveal" in target else []  # e.g. a folded accordion holding the input
-
-    def send(items, index):
+    def picked(items, index):
         if not items:
             raise gr.Error("Generate an image first.")
         path = items[min(index or 0, len(items) - 1)][0]
-        value = ({"background": path, "layers": [], "composite": path}
-                 if isinstance(image_box, gr.ImageEditor) else path)
-        settings = pnginfo.read_file(path)[2]
-        settings.update({key: change(settings[key]) for key, change in adapt.items() if key in settings})
-        return [value, *(settings.get(key, gr.update()) for key in fields), *(gr.Accordion(open=True) for _ in reveal),
-                gr.Tabs(selected=tab_id)]
+        return path, pnginfo.read_file(path)[2]
 
-    button.click(send, [source.gallery, source.selected], [image_box, *fields.values(), *reveal, tabs],
-                 api_visibility="private")
+    wire_send(tabs, button, [source.gallery, source.selected], picked, target, tab_id)
+
+
+def wire_send(tabs: gr.Tabs, button: gr.Button, inputs: list, picked, target: dict, tab_id: str) -> None:
+    """`button` sends `picked(*inputs)` = (image, its settings) to a tab: the image into its input, the
+    settings into its controls, any fixed values (`set`, e.g. a mode) too, folded inputs opened."""
+    image_box, fields, adapt = target["image"], target["fields"], target.get("adapt", {})
+    reveal = [target["reveal"]] if "reveal" in target else []  # e.g. a folded accordion holding the input
+    fixed = target.get("set", {})  # component → value
+
+    def send(*values):
+        image, settings = picked(*values)
+        value = ({"background": image, "layers": [], "composite": image}
+                 if isinstance(image_box, gr.ImageEditor) else image)
+        settings = dict(settings)
+        settings.update({key: change(settings[key]) for key, change in adapt.items() if key in settings})
+        return [value, *(settings.get(key, gr.update()) for key in fields), *fixed.values(),
+                *(gr.Accordion(open=True) for _ in reveal), gr.Tabs(selected=tab_id)]
+
+    button.click(send, inputs, [image_box, *fields.values(), *fixed, *reveal, tabs], api_visibility="private")
 
 
 def wire_restore(tabs: gr.Tabs, source: dict, tab_id: str, targets: list, keys: list[str]) -> None:

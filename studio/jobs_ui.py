@@ -20,6 +20,8 @@ def wait_for(engine, job, progress: gr.Progress | None):
         ahead = engine.jobs.position(job)
         if ahead:
             progress(0, desc=f"Queued: {ahead} job(s) ahead")
+        elif job.note:
+            progress(job.step / job.total if job.total else 0, desc=job.note)
         elif job.total:
             progress((job.step, job.total), desc=f"Step {job.step}/{job.total}", unit="steps")
     try:

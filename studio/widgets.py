@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from pipelines import networks
 from pipelines.samplers import sampler_names
 from pipelines.text2image import MAX_CFG, MAX_STEPS
 from studio.jobs_ui import session_of, wait_for
@@ -42,7 +43,8 @@ class Results:
 
 # Tabs that take an image, by target id: (button label, tab id). Every gallery can send to each.
 SEND_TARGETS = {"img2img": ("image to image", "txt2img"), "inpaint": ("inpaint", "inpaint"),
-                "controlnet": ("ControlNet", "controlnet"), "upscale": ("super-resolution", "upscale")}
+                "controlnet": ("ControlNet", "controlnet"), "upscale": ("super-resolution", "upscale"),
+                "pointcloud": ("3D", "pointcloud")}
 
 
 def prompt_row(prefix: str, placeholder: str = "a red circle on a blue background") -> PromptRow:
@@ -54,6 +56,36 @@ def prompt_row(prefix: str, placeholder: str = "a red circle on a blue backgroun
             generate = gr.Button("Generate", variant="primary", elem_id=f"{prefix}_generate")
             stop = gr.Button("Stop", variant="stop", elem_id=f"{prefix}_stop")
     return PromptRow(prompt, negative, generate, stop)
+
+
+def network_picker(manager, prefix: str, row: PromptRow) -> None:
+    """LoRAs and embeddings of the models dir, added to the prompt in A1111's syntax (`<lora:name:w>`,
+    an embedding's name), where the user sees and can edit them."""
+    models_dir = manager.catalog.models_dir
+    with gr.Accordion("LoRA & embeddings", open=False):
+        with gr.Row(equal_height=True):
+            lora = gr.Dropdown(networks.lora_names(models_dir), value=None, label="LoRA", scale=3,
+                               elem_id=f"{prefix}_lora", info=f"from {models_dir / networks.LORA_DIR}")
+            weight = gr.Slider(-2, 2, step=0.05, value=1.0, label="Weight", scale=2, elem_id=f"{prefix}_lora_weight")
+            add_lora = gr.Button("Add to prompt", scale=1, elem_id=f"{prefix}_add_lora")
+        with gr.Row(equal_height=True):
+            embedding = gr.Dropdown(networks.embedding_names(models_dir), value=None, label="Embedding", scale=3,
+                                    elem_id=f"{prefix}_embedding", info=f"from {models_dir / networks.EMBEDDINGS_DIR}")
+            add_positive = gr.Button("Add to prompt", scale=1, elem_id=f"{prefix}_add_embedding")
+            add_negative = gr.Button("Add to negative", scale=1, elem_id=f"{prefix}_add_negative_embedding")
+            refresh = gr.Button("↻", scale=0, min_width=44, elem_id=f"{prefix}_refresh_networks")
+
+    def appended(text: str, addition: str | None) -> str:
+        text = (text or "").rstrip()
+        return f"{text}, {addition}" if text and addition else (text or addition or "")
+
+    add_lora.click(lambda text, name, w: appended(text, name and f"<lora:{name}:{w:g}>"), [row.prompt, lora, weight],
+                   row.prompt, api_visibility="private")
+    add_positive.click(appended, [row.prompt, embedding], row.prompt, api_visibility="private")
+    add_negative.click(appended, [row.negative, embedding], row.negative, api_visibility="private")
+    refresh.click(lambda: (gr.update(choices=networks.lora_names(models_dir)),
+                           gr.update(choices=networks.embedding_names(models_dir))), None, [lora, embedding],
+                  api_visibility="private")
 
 
 def model_picker(manager, prefix: str, task: str = "text2image") -> tuple[gr.Dropdown, gr.Button]:
@@ -70,11 +102,16 @@ def model_picker(manager, prefix: str, task: str = "text2image") -> tuple[gr.Dro
 def sampling_controls(engine, prefix: str, model: gr.Dropdown, refresh: gr.Button) -> Sampling:
     """Seed in view; sampler, steps and CFG folded away (saved defaults, else the model's recommended)."""
     default = engine.ui_defaults()
+    entry = engine.manager.default_entry
+    family = entry.family_info if entry is not None else None  # its samplers and what its guidance means
     seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id=f"{prefix}_seed")
     with gr.Accordion("Advanced", open=False):
-        sampler = gr.Dropdown(sampler_names(), value=default["sampler"], label="Sampler", elem_id=f"{prefix}_sampler")
+        # choices follow the model's family; any family's sampler is accepted here and checked against the model
+        sampler = gr.Dropdown(list(family.samplers) if family else sampler_names(), value=default["sampler"],
+                              label="Sampler", elem_id=f"{prefix}_sampler", allow_custom_value=True)
         steps = gr.Slider(1, MAX_STEPS, step=1, value=default["steps"], label="Steps", elem_id=f"{prefix}_steps")
-        cfg = gr.Slider(0, MAX_CFG, step=0.5, value=default["cfg_scale"], label="CFG scale", elem_id=f"{prefix}_cfg")
+        cfg = gr.Slider(0, MAX_CFG, step=0.5, value=default["cfg_scale"], label=family.cfg_label if family else
+                        "CFG scale", elem_id=f"{prefix}_cfg")
     return Sampling(model, refresh, sampler, steps, cfg, seed)
 
 
@@ -120,6 +157,16 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
             return [gr.update()] * (3 + len(sizes))
         return [entry.sampler, entry.steps, entry.cfg_scale, entry.width, entry.height][:3 + len(sizes)]
 
+    def follow_family(name):
+        """The model's family decides the sampler list, what the guidance means and whether a negative prompt
+        works; values stay as they are (restored settings must not be reset)."""
+        try:
+            family = manager.entry(name).family_info
+        except Exception:  # noqa: BLE001 - use_model_defaults / Generate report it
+            return [gr.update()] * 3
+        return [gr.update(choices=list(family.samplers)), gr.update(label=family.cfg_label),
+                gr.update(visible=family.negative_prompt)]
+
     def show_info(texts, evt: gr.SelectData):
         return (texts[evt.index] if evt.index < len(texts) else ""), evt.index
 
@@ -129,6 +176,8 @@ def wire_common(engine, row: PromptRow, sampling: Sampling, results: Results, si
                            api_visibility="private")
     # .input, not .change: restoring settings (PNG info) sets the model without resetting the rest
     sampling.model.input(use_model_defaults, sampling.model, [sampling.sampler, sampling.steps, sampling.cfg, *sizes],
+                          api_visibility="private")
+    sampling.model.change(follow_family, sampling.model, [sampling.sampler, sampling.cfg, row.negative],
                           api_visibility="private")
     results.gallery.select(show_info, [results.texts], [results.info, results.selected], api_visibility="private")
 

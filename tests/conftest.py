@@ -5,6 +5,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,20 @@ def demo_engine(tmp_path_factory):
     engine = Engine(tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("outputs"))
     assert engine.manager.default_entry.source == "demo"
     return engine
+
+
+@contextmanager
+def serve_studio(engine, auth: tuple[str, str] | None = None):
+    """The studio app with its REST API, served on 127.0.0.1 as launch.py serves it; yields the URL."""
+    from studio.api import register_api
+    from studio.app import build_app, launch_options
+
+    app = build_app(engine)
+    app.queue()
+    server, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, auth=auth,
+                                **launch_options(engine))
+    register_api(server, engine, auth)
+    try:
+        yield url
+    finally:
+        app.close()

@@ -10,23 +10,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, serve_studio
 from pipelines import metadata
 
 
 @pytest.fixture(scope="module")
 def api(engine):
-    from studio.api import register_api
-    from studio.app import build_app, launch_options
-
-    app = build_app(engine)
-    app.queue()
-    server, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
-                                **launch_options(engine))
-    register_api(server, engine)
-    with httpx.Client(base_url=url.rstrip("/"), timeout=120) as client:
+    with serve_studio(engine) as url, httpx.Client(base_url=url.rstrip("/"), timeout=120) as client:
         yield client
-    app.close()
 
 
 def b64png(image: Image.Image) -> str:
@@ -89,6 +80,8 @@ def test_listing_routes(api):
     assert api.post("/sdapi/v1/options", json={"sd_model_checkpoint": TINY}).status_code == 200
     assert api.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == TINY
     assert api.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"}).status_code == 422
+    assert {"Lanczos", "Nearest"} <= {u["name"] for u in api.get("/sdapi/v1/upscalers").json()}
+    assert "Latent (bicubic antialiased)" in [m["name"] for m in api.get("/sdapi/v1/latent-upscale-modes").json()]
 
 
 @pytest.mark.parametrize("field,value", [("steps", "many"), ("width", [64]), ("seed", {"a": 1}),
@@ -142,3 +135,14 @@ def test_auth_protects_the_rest_api(engine):
     assert client.get("/sdapi/v1/samplers").status_code == 401
     assert client.get("/sdapi/v1/samplers", auth=("me", "wrong")).status_code == 401
     assert client.get("/sdapi/v1/samplers", auth=("me", "secret")).status_code == 200
+
+
+def test_lora_and_embedding_listings(api, models_dir):
+    from tiny_models import save_tiny_embedding, save_tiny_lora
+
+    if not (models_dir / "lora" / "paint.safetensors").exists():
+        save_tiny_lora(models_dir / "lora" / "paint.safetensors", seed=1)
+    if not (models_dir / "embeddings" / "shiny.safetensors").exists():
+        save_tiny_embedding(models_dir / "embeddings" / "shiny.safetensors", seed=4)
+    assert "paint" in [lora["name"] for lora in api.get("/sdapi/v1/loras").json()]
+    assert "shiny" in api.get("/sdapi/v1/embeddings").json()["loaded"]

@@ -9,19 +9,14 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, serve_studio
 from pipelines import metadata
 
 
 @pytest.fixture(scope="module")
 def served(engine):
-    from studio.app import build_app, launch_options
-
-    app = build_app(engine)
-    app.queue()
-    _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_options(engine))
-    yield url
-    app.close()
+    with serve_studio(engine) as url:
+        yield url
 
 
 def txt2img_args(prompt="a red circle", steps=3, width=64, height=64, seed=11, batch_size=1):

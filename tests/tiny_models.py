@@ -168,3 +168,52 @@ def save_tiny_ldm_upscaler(folder: Path) -> Path:
         folder, safe_serialization=True)
     (folder / "studio.json").write_text('{"steps": 3, "tile_size": 32}')
     return folder
+
+
+def save_tiny_lora(path: Path, seed: int, cross_attention_dim: int = 32, text_encoder: bool = True,
+                   kohya: bool = False) -> Path:
+    """A random LoRA (one .safetensors file; diffusers/PEFT key layout, or kohya's as A1111 and most
+    downloads use) for the tiny SD UNet and text encoder; another `cross_attention_dim` makes one for a
+    different model family."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    components = tiny_sd_components()
+    unet = components["unet"]
+    if cross_attention_dim != unet.config.cross_attention_dim:
+        unet = UNet2DConditionModel.from_config({**unet.config, "cross_attention_dim": cross_attention_dim})
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    text = components["text_encoder"]
+    if text_encoder:
+        text.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for model in (unet, text) if text_encoder else (unet,):
+            for name, param in model.named_parameters():
+                if "lora_" in name:  # peft starts lora_B at zero (a no-op LoRA): give both sides weight
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kohya:
+        from diffusers.utils import convert_state_dict_to_kohya
+        from safetensors.torch import save_file
+
+        layers = {f"unet.{k}": v for k, v in get_peft_model_state_dict(unet).items()}
+        if text_encoder:
+            layers.update({f"text_encoder.{k}": v for k, v in get_peft_model_state_dict(text).items()})
+        save_file({k: v.contiguous() for k, v in convert_state_dict_to_kohya(layers).items()}, path)
+        return path
+    StableDiffusionPipeline.save_lora_weights(
+        path.parent, unet_lora_layers=get_peft_model_state_dict(unet),
+        text_encoder_lora_layers=get_peft_model_state_dict(text) if text_encoder else None,
+        weight_name=path.name, safe_serialization=True)
+    return path
+
+
+def save_tiny_embedding(path: Path, seed: int, vectors: int = 2, hidden: int = 32) -> Path:
+    """A textual-inversion embedding in A1111's .safetensors layout (`emb_params`: vectors × hidden)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"emb_params": torch.randn(vectors, hidden, generator=torch.Generator().manual_seed(seed))}, path)
+    return path

@@ -9,8 +9,8 @@ from pipelines.errors import StudioError
 from pipelines.preprocess import PREPROCESSORS, control_map
 from pipelines.text2image import MAX_SIZE, MIN_SIZE, Text2ImageRequest
 from studio.jobs_ui import session_of
-from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
-                            settings_fields, wire_common)
+from studio.widgets import (GPU, as_int, finish, model_picker, network_picker, prompt_row, results_panel,
+                            sampling_controls, settings_fields, wire_common)
 
 UNITS = 2  # units shown in the tab (the pipeline takes up to three)
 
@@ -65,6 +65,7 @@ def build(engine) -> dict:
     first = fitting_controlnet(names, is_demo(None))  # the built-in one on the demo base model
     with gr.Tab("ControlNet", id="controlnet"):
         row = prompt_row("controlnet")
+        network_picker(manager, "controlnet", row)
         with gr.Row():
             with gr.Column(scale=3):
                 units = [unit_controls(i, names, first) for i in range(UNITS)]

@@ -9,8 +9,8 @@ from PIL import Image
 from pipelines.inpaint import MAX_MASK_BLUR, MAX_OUTPAINT, InpaintRequest
 from pipelines.text2image import MAX_BATCH_SIZE
 from studio.jobs_ui import session_of
-from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
-                            settings_fields, wire_common)
+from studio.widgets import (GPU, as_int, finish, model_picker, network_picker, prompt_row, results_panel,
+                            sampling_controls, settings_fields, wire_common)
 
 
 def editor_image_and_mask(value) -> tuple[Image.Image | None, Image.Image | None]:
@@ -29,6 +29,7 @@ def build(engine) -> dict:
     manager = engine.manager
     with gr.Tab("Inpaint", id="inpaint"):
         row = prompt_row("inpaint", placeholder="a yellow triangle")
+        network_picker(manager, "inpaint", row)
         with gr.Row():
             with gr.Column(scale=2):
                 editor = gr.ImageEditor(label="Image — paint over what should change", type="pil",

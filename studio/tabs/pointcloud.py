@@ -81,4 +81,5 @@ def build(engine) -> dict:
     stop.click(stop_jobs, None, None, queue=False, api_visibility="private")
     mode.change(lambda m: gr.Group(visible=MODES.get(m) == "image"), mode, image_inputs, api_visibility="private")
     model.input(use_model_defaults, model, [guidance, steps, sampler], api_visibility="private")
-    return {"viewer": viewer, "files": files}
+    return {"viewer": viewer, "files": files, "image": image, "fields": {},
+            "set": {mode: "Image → 3D", image_inputs: gr.update(visible=True)}}

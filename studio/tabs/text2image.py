@@ -5,20 +5,29 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines import hires, xygrid
+from pipelines.models import UPSCALE
 from pipelines.text2image import MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_SIZE, MAX_STEPS, MIN_SIZE, Text2ImageRequest
 from studio.jobs_ui import session_of
-from studio.widgets import (GPU, as_int, finish, model_picker, prompt_row, results_panel, sampling_controls,
-                            settings_fields, wire_common)
+from studio.widgets import (GPU, as_int, finish, model_picker, network_picker, prompt_row, results_panel,
+                            sampling_controls, settings_fields, wire_common)
 
 
 def build(engine) -> dict:
     manager = engine.manager
+
+    def hires_choices() -> list[str]:
+        return [*hires.UPSCALERS, *manager.catalog.names(UPSCALE)]
+
     default = engine.ui_defaults()
     with gr.Tab("Text to image", id="txt2img"):
         row = prompt_row("txt2img")
+        network_picker(manager, "txt2img", row)
         with gr.Row():
             with gr.Column(scale=2):
                 model, refresh = model_picker(manager, "txt2img")
+                family = manager.default_entry.family_info if manager.default_entry else None
+                size_preset = gr.Dropdown(family.sizes if family else [], value=None, label="Size preset",
+                                          info="the model family's native sizes", elem_id="txt2img_size_preset")
                 with gr.Row():
                     width = gr.Slider(MIN_SIZE, MAX_SIZE, step=8, value=default["width"], label="Width",
                                       elem_id="txt2img_width")
@@ -32,7 +41,8 @@ def build(engine) -> dict:
                 with gr.Accordion("Hires fix", open=False):
                     enable_hr = gr.Checkbox(False, label="Upscale and refine (hires fix)", elem_id="txt2img_enable_hr")
                     with gr.Row():
-                        hr_upscaler = gr.Dropdown(hires.UPSCALERS, value="Latent", label="Upscaler")
+                        hr_upscaler = gr.Dropdown(hires_choices(), value="Latent",
+                                                  label="Upscaler", elem_id="txt2img_hr_upscaler")
                         hr_scale = gr.Slider(hires.MIN_SCALE, hires.MAX_SCALE, step=0.05, value=2.0,
                                              label="Upscale by", elem_id="txt2img_hr_scale")
                     with gr.Row():
@@ -86,12 +96,32 @@ def build(engine) -> dict:
     grid_button.click(run_grid, [*inputs, x_type, x_values, y_type, y_values], outputs, api_name="xy_grid",
                       concurrency_id=GPU, concurrency_limit=1)
     wire_common(engine, row, sampling, results, sizes=(width, height), stop_api="stop")
+    wire_size_presets(manager, model, size_preset, width, height)
+    refresh.click(lambda: gr.update(choices=hires_choices()), None, hr_upscaler, api_visibility="private")
     return {"results": results, "image": init_image, "reveal": img2img_box,
             "fields": settings_fields(row, sampling, width=width, height=height),
             "restore": [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg,
                         sampling.seed, width, height, strength, enable_hr, hr_scale, hr_steps, hr_upscaler,
                         hr_strength, init_image],
             "defaults": [model, sampling.sampler, sampling.steps, sampling.cfg, width, height]}
+
+
+def wire_size_presets(manager, model, preset, width, height) -> None:
+    """The preset list follows the model's family; picking one sets width and height."""
+    def presets_for(name):
+        try:
+            return gr.update(choices=manager.entry(name).family_info.sizes, value=None)
+        except Exception:  # noqa: BLE001 - wire_common already warns about an unknown model
+            return gr.update()
+
+    def apply(value):
+        if not value:
+            return gr.update(), gr.update()
+        w, h = (int(v) for v in value.split("x"))
+        return w, h
+
+    model.change(presets_for, model, preset, api_visibility="private")
+    preset.input(apply, preset, [width, height], api_visibility="private")
 
 
 RESTORED_KEYS = ["prompt", "negative_prompt", "model", "sampler", "steps", "cfg_scale", "seed", "width", "height",
