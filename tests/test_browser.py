@@ -300,6 +300,7 @@ def test_controlnet_tab_offers_the_demo_controlnet_and_the_shape_follows_the_map
     choose(page, "#controlnet_model input", engine.manager.default_entry.name)  # the demo base (and its settings)
     page.wait_for_function("() => document.querySelector('#cn0_model input').value === 'demo/shapes-canny'",
                            timeout=30_000)
+    page.wait_for_timeout(1500)  # the demo model's settings (UniPC, 20 steps; folded away) land with the model
     page.locator("#cn0_image input[type=file]").set_input_files(str(source))
     page.locator("#cn0_image img").first.wait_for(timeout=30_000)
     page.locator("#controlnet_prompt textarea").fill("a red square on a black background")
@@ -311,7 +312,7 @@ def test_controlnet_tab_offers_the_demo_controlnet_and_the_shape_follows_the_map
                            timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "controlnet_demo.png"), full_page=True)
     info = page.locator("#controlnet_info textarea").input_value()
-    assert "Model: demo/shapes-canny" in info and "Seed: 7" in info
+    assert "Model: demo/shapes-canny" in info and "Seed: 7" in info and "Steps: 20, Sampler: UniPC" in info, info
     src = page.locator("#controlnet_gallery img").first.get_attribute("src")
     verdict = judge(Image.open(io.BytesIO(page.request.get(src).body())))
     assert verdict.color == "red", verdict
