@@ -42,7 +42,8 @@ class Results:
 
 # Tabs that take an image, by target id: (button label, tab id). Every gallery can send to each.
 SEND_TARGETS = {"img2img": ("image to image", "txt2img"), "inpaint": ("inpaint", "inpaint"),
-                "controlnet": ("ControlNet", "controlnet"), "upscale": ("super-resolution", "upscale")}
+                "controlnet": ("ControlNet", "controlnet"), "upscale": ("super-resolution", "upscale"),
+                "video": ("video", "video")}
 
 
 def prompt_row(prefix: str, placeholder: str = "a red circle on a blue background") -> PromptRow:
