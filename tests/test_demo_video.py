@@ -19,8 +19,10 @@ PROMPTS = [("red", "circle", "right"), ("blue", "square", "left"), ("yellow", "t
            ("yellow", "circle", "left"), ("blue", "triangle", "up"), ("orange", "square", "down"),
            ("white", "square", "right"), ("purple", "circle", "left"), ("red", "triangle", "up"),
            ("blue", "circle", "down")]
-DIRECTION_MIN = 0.0   # set from the measured accuracy at publish time (see docs/demo-models.md)
-HOLD_MIN = 0.0
+# Measured on exactly these 16 clips with the committed adapter (step 771): direction 18.8% (3/16),
+# colour+shape held 81.3% (13/16). "Most seeds" (> 50%) is the goal the adapter does not reach yet.
+DIRECTION_GOAL = 0.5
+HOLD_MIN = 0.7
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +38,12 @@ def verdicts(demo_engine):
     return out
 
 
+@pytest.mark.xfail(reason="the demo motion adapter is undertrained (771 steps on a shared CPU): it follows the "
+                          "prompted direction in 18.8% of these clips (37.5% on the publish evaluation), not most; "
+                          "see docs/demo-models.md", strict=False)
 def test_demo_motion_follows_the_prompted_direction(verdicts):
     accuracy = np.mean([v["direction"] for v in verdicts])
-    assert accuracy >= DIRECTION_MIN, f"direction right in {accuracy:.0%} of clips"
+    assert accuracy > DIRECTION_GOAL, f"direction right in {accuracy:.0%} of clips"
 
 
 def test_demo_motion_keeps_colour_and_shape(verdicts):
