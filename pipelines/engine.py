@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import inpaint, pointcloud, settings, text2image, upscale, xygrid
+from pipelines import inpaint, pointcloud, settings, text2image, upscale, video, xygrid
 from pipelines.errors import StudioError
 from pipelines.export import OutputStore
 from pipelines.jobs import Job, JobQueue
@@ -31,6 +31,12 @@ class SavedCloud:
     ply: Path | None
     glb: Path | None
     generated: pointcloud.GeneratedCloud
+
+
+@dataclass
+class SavedVideo:
+    files: object | None  # export.SavedVideoFiles: mp4, gif, frames (PNGs), info (JSON)
+    generated: video.GeneratedVideo
 
 
 class Engine:
@@ -74,7 +80,7 @@ class Engine:
                 "memory policy": manager.memory_policy,
                 "memory plan": manager.memory_plan.summary if manager.memory_plan and loaded else None,
                 **{f"loaded {task} model": getattr(manager.loaded_side(task), "name", None)
-                   for task in ("upscale", "pointcloud")},
+                   for task in ("upscale", "pointcloud", "video")},
                 "default model": manager.default_entry.name if manager.default_entry else None,
                 "jobs waiting or running": self.jobs.pending()}
         vram = vram_in_use(manager.device)
@@ -110,6 +116,16 @@ class Engine:
             return saved, result.warnings
 
         return self.jobs.submit(work, owner=owner, label="pointcloud")
+
+    def submit_video(self, request: video.VideoRequest, owner: str | None = None, save: bool = True) -> Job:
+        """Queue a text/image → video job; each clip is saved as MP4, GIF, PNG frames and a JSON."""
+        def work(job: Job):
+            result = video.run(self.manager, request, job)
+            saved = [SavedVideo(self.store.save_video(v.frames, v.fps, v.parameters, v.info, "video", str(v.seed))
+                                if save else None, v) for v in result.videos]
+            return saved, result.warnings
+
+        return self.jobs.submit(work, owner=owner, label="video")
 
     def submit_upscale(self, request: upscale.UpscaleRequest, owner: str | None = None, save: bool = True) -> Job:
         return self._submit(upscale.run, request, "upscale", owner, save)

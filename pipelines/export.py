@@ -92,6 +92,107 @@ class OutputStore:
         return paths[0], paths[1]
 
 
+    def save_video(self, frames: np.ndarray, fps: int, parameters: str, info: dict, kind: str,
+                   stem: str) -> "SavedVideoFiles":
+        """An H.264 MP4 (yuv420p, browser-playable, the parameters in its `comment` tag), a looping GIF,
+        the frames as PNGs (each with the parameters) in a `-frames` folder, and a JSON of `info`."""
+        frames = check_frames(frames)
+        mp4 = self.new_path(kind, stem, "mp4")
+        base = mp4.with_suffix("")
+        written = [mp4]
+        try:
+            atomic_write_path(mp4, lambda tmp: write_mp4(tmp, frames, fps, parameters))
+            gif = base.with_suffix(".gif")  # the MP4's number reserves the name for all of them
+            written.append(gif)
+            atomic_write(gif, lambda f: write_gif(f, frames, fps, parameters))
+            folder = base.with_name(base.name + "-frames")
+            folder.mkdir()
+            written.append(folder)
+            pngs = []
+            for i, frame in enumerate(frames):
+                png = folder / f"{i:03d}.png"
+                image = Image.fromarray(frame)
+                atomic_write(png, lambda f: image.save(f, "PNG", pnginfo=metadata.png_info(parameters)))
+                pngs.append(png)
+            meta = base.with_suffix(".json")
+            written.append(meta)
+            text = json.dumps({**info, "parameters": parameters, "files": {"mp4": mp4.name, "gif": gif.name,
+                                                                          "frames": folder.name}}, indent=2)
+            atomic_write(meta, lambda f: f.write(text.encode("utf-8")))
+        except BaseException:
+            for path in written:
+                if path.is_dir():
+                    for child in path.iterdir():
+                        child.unlink(missing_ok=True)
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+            raise
+        return SavedVideoFiles(mp4, gif, pngs, meta)
+
+
+class SavedVideoFiles:
+    def __init__(self, mp4: Path, gif: Path, frames: list[Path], info: Path):
+        self.mp4, self.gif, self.frames, self.info = mp4, gif, frames, info
+
+
+def check_frames(frames) -> np.ndarray:
+    """(F, H, W, 3) uint8 from uint8 or float 0-1 frames."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        if not np.isfinite(frames).all():
+            raise StudioError("The video has non-finite pixels (the sampler diverged): try another sampler or "
+                              "fewer steps.")
+        frames = (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"frames are (F, H, W, 3), got {frames.shape}")
+    return frames
+
+
+def even_frames(frames: np.ndarray) -> np.ndarray:
+    """H.264 in yuv420p needs even sizes: repeat the last row/column where a size is odd."""
+    h, w = frames.shape[1:3]
+    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else frames
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int, comment: str = "") -> None:
+    """H.264 (libx264, yuv420p, +faststart) through imageio-ffmpeg's bundled ffmpeg; `comment` goes in the
+    container's comment tag (ffprobe/ffmpeg show it; one line: newlines become ' | ')."""
+    import imageio.v2 as imageio
+
+    frames = even_frames(frames)
+    tag = comment.replace("\r", " ").replace("\n", " | ")
+    writer = imageio.get_writer(str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                pixelformat="yuv420p", macro_block_size=1, quality=None, ffmpeg_log_level="error",
+                                output_params=["-crf", "12", "-movflags", "+faststart", "-metadata", f"comment={tag}"])
+    try:
+        for frame in frames:
+            writer.append_data(frame)
+    finally:
+        writer.close()
+
+
+def write_gif(f, frames: np.ndarray, fps: int, comment: str = "") -> None:
+    """A looping GIF (Pillow); identical consecutive frames are merged by the format's encoder."""
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(f, "GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0,
+                   optimize=False, disposal=1, comment=comment.encode("utf-8")[:255])
+
+
+def read_mp4_comment(path: Path) -> str:
+    """The comment tag of a video file, read with the bundled ffmpeg (no ffprobe ships with it)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path), "-f", "ffmetadata", "-"],
+                         capture_output=True, text=True, timeout=60).stdout
+    for line in out.splitlines():
+        if line.startswith("comment="):
+            return re.sub(r"\\(.)", r"\1", line[len("comment="):])  # ffmetadata escapes = ; # \ with a backslash
+    return ""
+
+
 def check_cloud(points, colors) -> tuple[np.ndarray, np.ndarray]:
     points, colors = np.asarray(points, np.float32), np.asarray(colors)
     if points.ndim != 2 or points.shape[1] != 3 or colors.shape != points.shape or len(points) == 0:
@@ -148,6 +249,18 @@ def glb_bytes(points: np.ndarray, colors: np.ndarray) -> bytes:
     binary += b"\0" * (-len(binary) % 4)
     chunks = struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", len(binary), 0x004E4942) + binary
     return struct.pack("<III", 0x46546C67, 2, 12 + len(chunks)) + chunks
+
+
+def atomic_write_path(path: Path, write) -> None:
+    """Like `atomic_write`, for writers that need a file name (ffmpeg): `write(tmp_path)`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write(path: Path, write) -> None:

@@ -98,8 +98,10 @@ def demo_entries(folder: Path = ASSETS_MODELS) -> list[ModelEntry]:
 
 
 POINTCLOUD_PIPELINES = ("PointCloudPipeline", "ShapEPipeline")
+VIDEO_PIPELINES = ("StableVideoDiffusionPipeline",)  # motion adapters: a card with task "video"
 IMAGE_TASKS = ("text2image", "inpaint")
-TASK_HOMES = {UPSCALE: ("an upscaler", "Super-resolution"), "pointcloud": ("a point-cloud model", "3D point cloud")}
+TASK_HOMES = {UPSCALE: ("an upscaler", "Super-resolution"), "pointcloud": ("a point-cloud model", "3D point cloud"),
+              "video": ("a video model", "Video")}
 # card-less defaults where SD 1.5's do not fit (point-cloud models: cosine schedules, low guidance)
 TASK_DEFAULTS = {"pointcloud": dict(steps=25, cfg_scale=3.0, sampler="DPM++ 2M")}
 # which models a tab can use: text-to-image models also inpaint (blend mode)
@@ -143,6 +145,8 @@ def folder_task(path: Path, info: dict, pipeline_class: str) -> str:
         return "pointcloud"
     if pipeline_class in UPSCALE_CLASSES:
         return UPSCALE
+    if pipeline_class in VIDEO_PIPELINES:
+        return "video"
     try:
         unet = path / "unet" / "config.json"
         if unet.is_file() and json.loads(unet.read_text()).get("in_channels") == 9:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.tabs import controlnet, history, inpaint, pnginfo, pointcloud, settings, text2image, upscale
+from studio.tabs import controlnet, history, inpaint, pnginfo, pointcloud, settings, text2image, upscale, video
 from studio.widgets import SEND_TARGETS, Results
 
 CSS = """
-#txt2img_generate, #inpaint_generate, #controlnet_generate, #pointcloud_generate { min-height: 3.2em; }
+#txt2img_generate, #inpaint_generate, #controlnet_generate, #pointcloud_generate, #video_generate { min-height: 3.2em; }
 footer { visibility: hidden; }
 """
 
@@ -22,13 +22,14 @@ def build_app(engine) -> gr.Blocks:
             control = controlnet.build(engine)
             inpainting = inpaint.build(engine)
             upscaling = upscale.build(engine)
+            clips = video.build(engine)
             cloud = pointcloud.build(engine)
             info = pnginfo.build(engine)
             past = history.build(engine)
             settings.build(engine)
         receivers = {"img2img": txt2img, "inpaint": inpainting, "controlnet": control, "upscale": upscaling,
-                     "pointcloud": cloud}
-        for source in (txt2img, control, inpainting):
+                     "pointcloud": cloud, "video": clips}
+        for source in (txt2img, control, inpainting, clips):
             for target_id, button in source["results"].send.items():
                 wire_send_to(tabs, source["results"], button, receivers[target_id], SEND_TARGETS[target_id][1])
         for target_id, button in info["send_image"].items():

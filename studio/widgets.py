@@ -44,7 +44,7 @@ class Results:
 # Tabs that take an image, by target id: (button label, tab id). Every gallery can send to each.
 SEND_TARGETS = {"img2img": ("image to image", "txt2img"), "inpaint": ("inpaint", "inpaint"),
                 "controlnet": ("ControlNet", "controlnet"), "upscale": ("super-resolution", "upscale"),
-                "pointcloud": ("3D", "pointcloud")}
+                "pointcloud": ("3D", "pointcloud"), "video": ("video", "video")}
 
 
 def prompt_row(prefix: str, placeholder: str = "a red circle on a blue background") -> PromptRow:

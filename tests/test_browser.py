@@ -317,3 +317,36 @@ def test_controlnet_tab_offers_the_demo_controlnet_and_the_shape_follows_the_map
     verdict = judge(Image.open(io.BytesIO(page.request.get(src).body())))
     assert verdict.color == "red", verdict
     assert np.hypot(verdict.centroid[0] - 22, verdict.centroid[1] - 40) <= 6, verdict.centroid
+
+
+def test_video_tab_generates_plays_and_sends_a_frame(page, engine):
+    import imageio.v3 as iio
+
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video_prompt textarea").fill("a red circle moving right")
+    choose(page, "#video_model input", "Shapes demo (64px)")
+    for slider, value in (("#video_frames", "8"), ("#video_fps", "8")):
+        box = page.locator(f"{slider} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.locator("#video_seed input").fill("5")
+    page.locator("#video_generate").click()
+    page.locator("#video_player video").wait_for(timeout=180_000)
+    # the browser itself decodes the MP4 (H.264, yuv420p): it knows the video's size
+    page.wait_for_function("() => { const v = document.querySelector('#video_player video');"
+                           " return v && v.readyState >= 1 && v.videoWidth === 64; }", timeout=60_000)
+    shown(page, "#video_gallery")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "video.png"), full_page=True)
+    info = page.locator("#video_info textarea").input_value()
+    assert info.startswith("a red circle moving right\nMode: text to video")
+    assert "Frames: 8" in info and "FPS: 8" in info and "Seed: 5" in info and "Motion adapter:" in info
+    link = page.locator("#video_files a[href*='.mp4']").first
+    served = page.request.get(link.get_attribute("href")).body()
+    assert iio.imread(served, extension=".mp4").shape == (8, 64, 64, 3)
+    assert page.locator("#video_files a[href*='.gif']").count() == 1
+    assert page.locator("#video_gallery img").count() >= 1
+    # a frame goes on to image to image with the clip's prompt
+    page.locator("#video_send_to_img2img").click()
+    page.locator("#txt2img_init_image img").first.wait_for(timeout=30_000)
+    assert page.locator("#txt2img_prompt textarea").input_value() == "a red circle moving right"

@@ -17,6 +17,9 @@ from .world import vocabulary
 MODEL_MAX_LENGTH = 16
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 EXTRA_WORDS = ("an", "the", "with", "of", "in", "shape", "image", "picture", "photo")
+# Words of the moving-shapes captions ("a red circle moving right"), APPENDED after the special
+# tokens (see `append_words`) so every id the text-to-image model was trained with stays the same.
+MOTION_WORDS = ("moving", "left", "right", "up", "down")
 
 
 @lru_cache(maxsize=1)
@@ -67,23 +70,46 @@ def build_vocab_and_merges(extra: tuple[str, ...] = ()) -> tuple[dict[str, int],
     return vocab, merges
 
 
+def append_words(vocab: dict[str, int], merges: list[str], words: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
+    """New words as single tokens with NEW ids after the existing ones (after BOS/EOS): the ids of
+    every existing token are unchanged, so a text encoder grown by `len(new) - len(old)` rows gives
+    existing prompts exactly the same embeddings. Merges are appended last; like all merges here
+    their right side ends a word, so they cannot split or alter an existing world word."""
+    vocab, merges = dict(vocab), list(merges)
+    seen = set(merges)
+    for word in sorted(words, key=lambda w: (-len(w), w)):
+        suffix = word[-1] + "</w>"
+        for i in range(len(word) - 2, -1, -1):
+            merge = f"{word[i]} {suffix}"
+            suffix = word[i] + suffix
+            if merge not in seen:
+                seen.add(merge)
+                merges.append(merge)
+            if suffix not in vocab:
+                vocab[suffix] = len(vocab)
+    return vocab, merges
+
+
 @lru_cache(maxsize=4)
-def _cached(extra: tuple[str, ...] = ()) -> tuple[dict[str, int], list[str]]:
-    return build_vocab_and_merges(extra)
+def _cached(extra: tuple[str, ...] = (), appended: tuple[str, ...] = ()) -> tuple[dict[str, int], list[str]]:
+    vocab, merges = build_vocab_and_merges(extra)
+    return append_words(vocab, merges, appended) if appended else (vocab, merges)
 
 
-def build_tokenizer(model_max_length: int = MODEL_MAX_LENGTH, extra_words: tuple[str, ...] = ()) -> CLIPTokenizer:
+def build_tokenizer(model_max_length: int = MODEL_MAX_LENGTH, extra_words: tuple[str, ...] = (),
+                    appended_words: tuple[str, ...] = ()) -> CLIPTokenizer:
     """`extra_words` (e.g. the 3D world's shape names) become single tokens too; without them the
-    vocabulary is exactly the one the 2D demo model was trained with."""
-    vocab, merges = _cached(tuple(sorted(extra_words)))
+    vocabulary is exactly the one the 2D demo model was trained with. `appended_words` (e.g.
+    MOTION_WORDS) become single tokens with ids after the special tokens (`append_words`)."""
+    vocab, merges = _cached(tuple(sorted(extra_words)), tuple(sorted(appended_words)))
     tok = CLIPTokenizer(vocab=dict(vocab), merges=[tuple(m.split(' ')) for m in merges], model_max_length=model_max_length,
                         bos_token=BOS, eos_token=EOS, pad_token=EOS, unk_token=EOS)
     return tok
 
 
-def check_tokenizer(tok: CLIPTokenizer, extra_words: tuple[str, ...] = ()) -> None:
-    """Raise if a world word is not a single token."""
-    for w in world_words(tuple(extra_words)):
+def check_tokenizer(tok: CLIPTokenizer, extra_words: tuple[str, ...] = (), appended_words: tuple[str, ...] = ()) -> None:
+    """Raise if a world word (or an appended word) is not a single token."""
+    for w in world_words(tuple(extra_words)) + list(appended_words):
         ids = tok(w, add_special_tokens=False).input_ids
         if len(ids) != 1:
             raise AssertionError(f"{w!r} -> {tok.convert_ids_to_tokens(ids)}")

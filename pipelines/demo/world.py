@@ -160,6 +160,56 @@ def sample_batch(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[Sce
     return np.stack([render(s) for s in scenes]), scenes
 
 
+# ----------------------------------------------------------------------------- motion (video)
+DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+MOTION_MAX_RADIUS = 15    # moving shapes are a little smaller, to leave room to travel
+MIN_TRAVEL, MAX_TRAVEL = 10.0, 24.0   # pixels from the first to the last frame
+
+
+def sample_motion(rng: np.random.Generator, frames: int = 8, *, shape: str | None = None,
+                  color: str | None = None, background: str | None = None,
+                  direction: str | None = None) -> tuple[list[Scene], str]:
+    """A clip of `frames` scenes: one shape moving in a straight line at constant speed in one of
+    DIRECTIONS, fully inside the frame (MARGIN) in every frame. Returns (scenes, direction)."""
+    direction = direction or list(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
+    dx, dy = DIRECTIONS[direction]
+    base = sample_scene(rng, shape=shape, color=color, background=background)
+    r = float(rng.uniform(MIN_RADIUS, MOTION_MAX_RADIUS))
+    lo, hi = r + MARGIN, SIZE - r - MARGIN
+    travel = float(rng.uniform(min(MIN_TRAVEL, hi - lo), min(MAX_TRAVEL, hi - lo)))
+    start = float(rng.uniform(lo, hi - travel))        # along the motion axis
+    across = float(rng.uniform(lo, hi))                # the other coordinate, fixed
+    sign = dx + dy
+    scenes = []
+    for i in range(frames):
+        along = start + travel * i / max(frames - 1, 1)
+        if sign < 0:
+            along = SIZE - along                       # mirror: same path, other way
+        center = (along, across) if dx else (across, along)
+        spec = replace(base.main, center=center, radius=r)
+        scenes.append(replace(base, shapes=(spec,)))
+    return scenes, direction
+
+
+def motion_caption(color: str, shape: str, direction: str, background: str | None = None,
+                   form: str = "short") -> str:
+    """"a red circle moving right" (`short`), "... moving right on a blue background"
+    (`canonical`), "red circle moving right" (`bare`)."""
+    if form not in CAPTION_FORMS:
+        raise ValueError(f"form must be one of {CAPTION_FORMS}, got {form!r}")
+    article = "" if form == "bare" else "a "
+    text = f"{article}{color} {shape} moving {direction}"
+    if form == "canonical":
+        text += f" on a {background} background"
+    return text
+
+
+def render_clip(scenes: list[Scene]) -> np.ndarray:
+    """(frames, 64, 64, 3) uint8."""
+    return np.stack([render(s) for s in scenes])
+
+
 __all__ = ["COLORS", "BACKGROUNDS", "BACKGROUND_ONLY", "PALETTE", "SHAPES", "CAPTION_FORMS",
            "ShapeSpec", "Scene", "sample_shape", "sample_scene", "render", "caption", "prompt_for",
-           "vocabulary", "sample_batch", "draw_shape", "replace"]
+           "vocabulary", "sample_batch", "draw_shape", "replace", "DIRECTIONS", "sample_motion",
+           "motion_caption", "render_clip"]

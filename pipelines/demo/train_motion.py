@@ -1,0 +1,480 @@
+"""Train the demo motion adapter (AnimateDiff MotionAdapter) on clips of moving shapes.
+
+    python -m pipelines.demo.train_motion --minutes 6             # data -> train -> export -> evaluate
+    python -m pipelines.demo.train_motion --resume --minutes 6    # continue (runs/, else assets/training/)
+    python -m pipelines.demo.train_motion --stage evaluate --publish
+
+The base is the committed demo text-to-image model (assets/models/shapes-sd), frozen: its UNet
+and the adapter's temporal modules form one motion UNet (`pipelines.motion_unet`, the same code
+the Video tab runs). Trained: the adapter's motion modules (their output projections start at
+zero, so step 0 is exactly the image model) and the embeddings of the new caption words
+"moving left/right/up/down" (tokenizer.MOTION_WORDS, appended after the existing ids: every
+existing prompt keeps its exact embedding). Captions: "a red circle moving right", with and
+without "on a blue background", 10% empty (for classifier-free guidance). Clips: 8 frames of one
+shape moving 10-24 px in a straight line, encoded once by the demo VAE. v-prediction on the base
+model's cosine schedule, min-SNR-5 weighting, EMA weights, resumable checkpoints.
+Evaluation: for "a {color} {shape} moving {direction}" on held-out seeds, the judge's centroid of
+the shape must move the prompted way from the first to the last frame, and the shape's colour
+and shape must be judged right in the first and the last frame.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from . import world
+from .judge import judge
+from .tokenizer import MOTION_WORDS, build_tokenizer, check_tokenizer
+from .train import atomic_json, atomic_save, optimizer_step, pick_device, scheduler_config, to_tensor
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_DIR = ROOT / "assets" / "models" / "shapes-sd"
+ASSET_DIR = ROOT / "assets" / "models" / "shapes-motion"
+TRAINING_ASSET_DIR = ROOT / "assets" / "training" / "shapes-motion"
+DEFAULT_RUN_DIR = ROOT / "runs" / "motion"
+FRAMES = 8
+OLD_VOCAB = 599            # the text-to-image model's vocabulary; motion words get ids from here on
+CAPTION_FORM_PROBS = {"canonical": 0.4, "short": 0.4, "bare": 0.2}
+CAPTION_DROPOUT = 0.1
+NAME = "Shapes motion demo (8 frames)"
+
+
+def adapter_config() -> dict:
+    return dict(block_out_channels=(32, 64, 64), motion_layers_per_block=1,
+                motion_num_attention_heads=4, motion_norm_num_groups=8, motion_max_seq_length=32,
+                use_motion_mid_block=True)
+
+
+def make_adapter():
+    from diffusers import MotionAdapter
+    adapter = MotionAdapter(**adapter_config())
+    with torch.no_grad():  # AnimateDiff zero-initialises each motion module's output projection
+        for name, p in adapter.named_parameters():
+            if "proj_out" in name:
+                p.zero_()
+    return adapter
+
+
+def load_base(base_dir: Path = BASE_DIR, device="cpu"):
+    """(vae, unet, text_encoder grown to the motion vocabulary, tokenizer), fp32, frozen."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+    tokenizer = build_tokenizer(appended_words=MOTION_WORDS)
+    check_tokenizer(tokenizer, appended_words=MOTION_WORDS)
+    vae = AutoencoderKL.from_pretrained(base_dir / "vae", torch_dtype=torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(base_dir / "unet", torch_dtype=torch.float32)
+    te = CLIPTextModel.from_pretrained(base_dir / "text_encoder", dtype=torch.float32)
+    grow_text_encoder(te, len(tokenizer))
+    for m in (vae, unet, te):
+        m.requires_grad_(False)
+        m.to(device).eval()
+    return vae, unet, te, tokenizer
+
+
+def grow_text_encoder(te, vocab_size: int, seed: int = 0) -> None:
+    """Append embedding rows for new token ids (existing rows untouched)."""
+    emb = te.get_input_embeddings()
+    old = emb.weight.shape[0]
+    if old >= vocab_size:
+        return
+    w = emb.weight.data
+    gen = torch.Generator().manual_seed(seed)
+    new = torch.randn(vocab_size - old, w.shape[1], generator=gen) * w[:old].std().item()
+    grown = torch.nn.Embedding(vocab_size, w.shape[1], dtype=w.dtype)
+    grown.weight.data[:old] = w
+    grown.weight.data[old:] = new.to(w.dtype)
+    te.set_input_embeddings(grown)
+    te.config.vocab_size = vocab_size
+
+
+# ----------------------------------------------------------------------------- data
+def _render_clips(args):
+    seed, n = args
+    rng = np.random.default_rng(seed)
+    clips, labels = [], []
+    colors, shapes, bgs, dirs = list(world.COLORS), list(world.SHAPES), list(world.BACKGROUNDS), list(world.DIRECTIONS)
+    for _ in range(n):
+        scenes, d = world.sample_motion(rng, FRAMES)
+        clips.append(world.render_clip(scenes))
+        s = scenes[0]
+        labels.append((colors.index(s.main.color), shapes.index(s.main.shape), bgs.index(s.background), dirs.index(d)))
+    return np.stack(clips), labels
+
+
+def encode_clips(run_dir: Path, n: int, seed: int, vae, device) -> Path:
+    path = run_dir / "clips.safetensors"
+    if path.exists():
+        print(f"[clips] {path} exists, skipping", flush=True)
+        return path
+    t0 = time.time()
+    chunks = [(seed * 100003 + 7 + i, 250) for i in range((n + 249) // 250)]
+    workers = max(1, min(len(chunks), (os.cpu_count() or 2) - 1))
+    if workers > 2:
+        from multiprocessing import get_context
+        with get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_render_clips, chunks)
+    else:
+        parts = [_render_clips(c) for c in chunks]
+    sf = vae.config.scaling_factor
+    lat, labels = [], []
+    with torch.no_grad():
+        for clips, lab in parts:
+            x = to_tensor(clips.reshape(-1, 64, 64, 3), device)
+            z = vae.encode(x).latent_dist.mean * sf
+            lat.append(z.reshape(clips.shape[0], FRAMES, 4, 16, 16).half().cpu())
+            labels += lab
+    atomic_save({"latents": torch.cat(lat)[:n], "labels": torch.tensor(labels[:n], dtype=torch.int16)}, path,
+                {"seed": seed, "frames": FRAMES})
+    print(f"[clips] {n} clips encoded in {time.time() - t0:.0f}s", flush=True)
+    return path
+
+
+class MotionCaptionBank:
+    """Token ids for every (colour, shape, background, direction, form) caption plus the empty one."""
+
+    def __init__(self, tokenizer, device):
+        self.colors, self.shapes, self.bgs = list(world.COLORS), list(world.SHAPES), list(world.BACKGROUNDS)
+        self.dirs, self.forms = list(world.DIRECTIONS), list(CAPTION_FORM_PROBS)
+        texts = [world.motion_caption(c, s, d, b, f) for c in self.colors for s in self.shapes
+                 for b in self.bgs for d in self.dirs for f in self.forms]
+        texts.append("")
+        self.ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(device)
+        self.empty = len(texts) - 1
+        self.form_p = torch.tensor(list(CAPTION_FORM_PROBS.values()))
+
+    def index(self, labels: torch.Tensor, gen: torch.Generator, dropout: float) -> torch.Tensor:
+        b = labels.shape[0]
+        forms = torch.multinomial(self.form_p, b, replacement=True, generator=gen)
+        c, s, g, d = (labels[:, i].long().cpu() for i in range(4))
+        idx = (((c * len(self.shapes) + s) * len(self.bgs) + g) * len(self.dirs) + d) * len(self.forms) + forms
+        idx[torch.rand(b, generator=gen) < dropout] = self.empty
+        return idx
+
+
+# ----------------------------------------------------------------------------- training
+def trainable_names(adapter) -> list[str]:
+    """The adapter weights that train: the mid and up blocks' motion modules. The down blocks' stay at
+    their zero-initialised identity, so no gradient has to flow back through the encoder half of the
+    UNet (a third less compute per step on a CPU); they stay in the file so it is a standard adapter."""
+    return [n for n, _ in adapter.named_parameters() if not n.startswith("down_blocks.")]
+
+
+def _trainables(adapter, te):
+    named = dict(adapter.named_parameters())
+    return [named[n] for n in trainable_names(adapter)] + [te.get_input_embeddings().weight]
+
+
+def _save_ckpt(path: Path, adapter, te, ema, opt, step: int, extra: dict) -> None:
+    t = {f"adapter.{k}": v.float() for k, v in adapter.state_dict().items()}
+    t["motion_words"] = te.get_input_embeddings().weight[OLD_VOCAB:].float()
+    for i, e in enumerate(ema):
+        t[f"ema.{i}"] = e[OLD_VOCAB:].float() if i == len(ema) - 1 else e.float()
+    for i, p in enumerate(opt.param_groups[0]["params"] + opt.param_groups[1]["params"]):
+        st = opt.state.get(p)
+        if st:
+            a, b = st["exp_avg"], st["exp_avg_sq"]
+            if i == len(ema) - 1:
+                a, b = a[OLD_VOCAB:], b[OLD_VOCAB:]
+            t[f"opt.{i}.exp_avg"], t[f"opt.{i}.exp_avg_sq"] = a.bfloat16(), b.bfloat16()
+    atomic_save(t, path, {"step": step, **extra})
+
+
+def _load_ckpt(path: Path, adapter, te, ema, opt, device) -> int:
+    from safetensors import safe_open
+    t = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    adapter.load_state_dict({k[8:]: v for k, v in t.items() if k.startswith("adapter.")})
+    with torch.no_grad():
+        te.get_input_embeddings().weight[OLD_VOCAB:] = t["motion_words"].to(device)
+        for i, e in enumerate(ema):
+            if i == len(ema) - 1:
+                e.copy_(te.get_input_embeddings().weight)
+                e[OLD_VOCAB:] = t[f"ema.{i}"].to(device)
+            else:
+                e.copy_(t[f"ema.{i}"].to(device))
+    step = int(meta.get("step", 0))
+    params = opt.param_groups[0]["params"] + opt.param_groups[1]["params"]
+    for i, p in enumerate(params):
+        if f"opt.{i}.exp_avg" in t:
+            a, b = t[f"opt.{i}.exp_avg"].float().to(device), t[f"opt.{i}.exp_avg_sq"].float().to(device)
+            if i == len(params) - 1:
+                a = torch.cat([torch.zeros(OLD_VOCAB, a.shape[1], device=device), a])
+                b = torch.cat([torch.zeros(OLD_VOCAB, b.shape[1], device=device), b])
+            opt.state[p] = {"step": torch.tensor(float(step)), "exp_avg": a, "exp_avg_sq": b}
+    return step
+
+
+def train(run_dir: Path, args, device) -> None:
+    from diffusers import DDPMScheduler
+    from ..motion_unet import build_motion_unet
+
+    vae, unet, te, tokenizer = load_base(args.base, device)
+    encode_clips(run_dir, args.clips, args.seed, vae, device)
+    data = load_file(str(run_dir / "clips.safetensors"))
+    latents, labels = data["latents"].to(device), data["labels"].to(device)
+    n = latents.shape[0]
+    torch.manual_seed(args.seed)
+    adapter = make_adapter().to(device)
+    model = build_motion_unet(unet, adapter)
+    for name, p in adapter.named_parameters():
+        p.requires_grad_(name in set(trainable_names(adapter)))
+    emb = te.get_input_embeddings().weight
+    emb.requires_grad_(True)
+    mask = torch.zeros(emb.shape[0], 1, device=device)
+    mask[OLD_VOCAB:] = 1.0
+    emb.register_hook(lambda g: g * mask)  # only the motion words' rows learn
+    params = _trainables(adapter, te)
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW([{"params": params[:-1], "weight_decay": 0.01},
+                             {"params": params[-1:], "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.99))
+    print(f"[motion] adapter {sum(p.numel() for p in adapter.parameters()) / 1e6:.2f} M params, "
+          f"{len(tokenizer) - OLD_VOCAB} new token rows, {n} clips of {FRAMES} frames", flush=True)
+    ckpt = run_dir / "ckpt.safetensors"
+    step = 0
+    src = ckpt if ckpt.exists() else (TRAINING_ASSET_DIR / "ckpt.safetensors" if args.resume else None)
+    if src is not None and src.exists():
+        step = _load_ckpt(src, adapter, te, ema, opt, device)
+        print(f"[motion] resumed from {src} at step {step}", flush=True)
+    start_step, total = step, args.steps
+    sched = DDPMScheduler(**scheduler_config())
+    abar = sched.alphas_cumprod.to(device)
+    snr = abar / (1 - abar)
+    weight = torch.clamp(snr, max=args.snr_gamma) / (snr + 1)
+    bank = MotionCaptionBank(tokenizer, device)
+    gen = torch.Generator().manual_seed(args.seed * 1000 + step)
+    t0, losses = time.time(), []
+    budget = args.minutes * 60 if args.minutes else None
+    warm = 100
+
+    start_frac = start_step / total
+
+    def lr_at(s):
+        f = s / total
+        if budget:  # the cosine follows whichever budget ends first, continuing where a resume left it
+            f = max(f, start_frac + (1 - start_frac) * (time.time() - t0) / budget)
+        return args.lr * min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(f, 1.0))))
+
+    def save(step):
+        _save_ckpt(ckpt, adapter, te, ema, opt, step, {"lr": args.lr, "steps": total, "seed": args.seed})
+        atomic_json({"step": step, "time": time.strftime("%Y-%m-%d %H:%M:%S")}, run_dir / "ckpt.json")
+        export(run_dir, adapter, te, ema, tokenizer, step)
+
+    adapter.train()
+    while step < total and not (budget and time.time() - t0 > budget):
+        idx = torch.randint(0, n, (args.batch,), generator=gen).to(device)
+        x0 = latents[idx].float().permute(0, 2, 1, 3, 4)          # B C F H W
+        lab = labels[idx]
+        ids = bank.ids[bank.index(lab, gen, CAPTION_DROPOUT).to(device)]
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        # half the clips at high noise (t >= 400), where a sample's layout, and so the motion, is decided
+        t = torch.where(torch.rand(args.batch, generator=gen) < args.high_noise,
+                        torch.randint(400, 1000, (args.batch,), generator=gen),
+                        torch.randint(0, 1000, (args.batch,), generator=gen)).to(device)
+        a = abar[t].sqrt().view(-1, 1, 1, 1, 1)
+        s = (1 - abar[t]).sqrt().view(-1, 1, 1, 1, 1)
+        xt = a * x0 + s * noise
+        v = a * noise - s * x0
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        cond = te(ids)[0].repeat_interleave(FRAMES, dim=0)
+        pred = model(xt, t, encoder_hidden_states=cond).sample
+        loss = (weight[t] * ((pred.float() - v) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+        step += 1
+        optimizer_step(opt, loss, params, ema, step, args.ema)
+        losses.append(loss.item())
+        if step % args.log_every == 0:
+            print(f"[motion] step {step} loss {np.mean(losses[-args.log_every:]):.4f} lr {lr_at(step):.2e} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+        if step % args.ckpt_every == 0:
+            save(step)
+    save(step)
+    print(f"[motion] stopped at step {step} after {time.time() - t0:.0f}s", flush=True)
+
+
+def export(run_dir: Path, adapter, te, ema, tokenizer, step: int) -> None:
+    """fp16 MotionAdapter of the EMA weights, and the base's text encoder + tokenizer with the
+    motion words (EMA rows), under run_dir/export."""
+    import copy
+    out = run_dir / "export"
+    tmp = run_dir / "export.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    a = copy.deepcopy(adapter).cpu().float()
+    t = copy.deepcopy(te).cpu().float()
+    named = dict(a.named_parameters())
+    with torch.no_grad():
+        for n, e in zip(trainable_names(a), ema[:-1]):
+            named[n].copy_(e.cpu())
+        t.get_input_embeddings().weight[OLD_VOCAB:] = ema[-1][OLD_VOCAB:].cpu()
+    a.half().save_pretrained(str(tmp / "motion_adapter"), safe_serialization=True)
+    t.half().save_pretrained(str(tmp / "text_encoder"), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp / "tokenizer"))
+    atomic_json({"step": step}, tmp / "train_step.json")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+# ----------------------------------------------------------------------------- evaluation
+def motion_verdict(frames: np.ndarray, color: str, shape: str, direction: str, min_travel: float = 3.0) -> dict:
+    """Judge a clip ((F, H, W, 3) uint8 or float in 0-1): does the shape's centroid move the
+    prompted way from the first to the last frame where a shape is found, by at least
+    `min_travel` judge pixels (of 64) and more than it moves across; and are its colour and shape
+    right in the first and the last frame."""
+    verdicts = [judge(f) for f in frames]
+    found = [v for v in verdicts if v.found and v.centroid is not None]
+    ok_dir, travel = False, 0.0
+    if len(found) >= 2:
+        dx = found[-1].centroid[0] - found[0].centroid[0]
+        dy = found[-1].centroid[1] - found[0].centroid[1]
+        ex, ey = world.DIRECTIONS[direction]
+        travel = dx * ex + dy * ey
+        across = abs(dx * ey) + abs(dy * ex)
+        ok_dir = travel >= min_travel and travel > across
+    first, last = verdicts[0], verdicts[-1]
+    return {"direction": bool(ok_dir), "travel": float(travel),
+            "first": first.matches(color, shape), "last": last.matches(color, shape),
+            "hold": bool(first.matches(color, shape) and last.matches(color, shape))}
+
+
+def eval_prompts(limit: int | None = None) -> list[tuple[str, str, str]]:
+    """Every (colour, shape, direction): 84 prompts; `limit` takes an even spread of them."""
+    allp = [(c, s, d) for c in world.COLORS for s in world.SHAPES for d in world.DIRECTIONS]
+    if limit and limit < len(allp):
+        allp = [allp[round(i * len(allp) / limit)] for i in range(limit)]
+    return allp
+
+
+def build_eval_pipeline(base_dir: Path, adapter_dir: Path, device, sampler: str = "UniPC"):
+    from diffusers import AutoencoderKL, AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+    from ..motion_unet import build_motion_unet
+    from ..samplers import build_scheduler
+    from diffusers import DDIMScheduler
+    te_dir = base_dir / "text_encoder"
+    tok_dir = base_dir / "tokenizer"
+    if (adapter_dir.parent / "text_encoder").is_dir() and not json.loads(
+            (te_dir / "config.json").read_text()).get("vocab_size", 0) > OLD_VOCAB:
+        te_dir, tok_dir = adapter_dir.parent / "text_encoder", adapter_dir.parent / "tokenizer"
+    vae = AutoencoderKL.from_pretrained(base_dir / "vae", torch_dtype=torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(base_dir / "unet", torch_dtype=torch.float32)
+    te = CLIPTextModel.from_pretrained(te_dir, dtype=torch.float32)
+    tok = CLIPTokenizer.from_pretrained(tok_dir)
+    adapter = MotionAdapter.from_pretrained(adapter_dir, torch_dtype=torch.float32)
+    model = build_motion_unet(unet, adapter)
+    base_sched = DDIMScheduler.from_pretrained(base_dir / "scheduler")
+    pipe = AnimateDiffPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=model, motion_adapter=adapter,
+                               scheduler=build_scheduler(sampler, base_sched.config))
+    return pipe.to(device)
+
+
+@torch.no_grad()
+def evaluate(pipe, seeds: list[int], steps: int = 20, cfg: float = 4.0, frames: int = FRAMES,
+             prompts: list[tuple[str, str, str]] | None = None, batch: int = 32, device="cpu") -> dict:
+    prompts = prompts or eval_prompts()
+    jobs = [(c, s, d, seed) for (c, s, d) in prompts for seed in seeds]
+    res = []
+    for i in range(0, len(jobs), batch):
+        chunk = jobs[i:i + batch]
+        gens = [torch.Generator("cpu").manual_seed(seed) for *_, seed in chunk]
+        out = pipe(prompt=[world.motion_caption(c, s, d) for c, s, d, _ in chunk], num_frames=frames,
+                   height=64, width=64, num_inference_steps=steps, guidance_scale=cfg, generator=gens,
+                   output_type="np").frames
+        for (c, s, d, _), clip in zip(chunk, out):
+            res.append(motion_verdict(np.asarray(clip), c, s, d))
+    n = len(res)
+    return {"direction": sum(r["direction"] for r in res) / n, "hold": sum(r["hold"] for r in res) / n,
+            "first": sum(r["first"] for r in res) / n, "last": sum(r["last"] for r in res) / n,
+            "both": sum(r["direction"] and r["hold"] for r in res) / n,
+            "mean_travel_px": float(np.mean([r["travel"] for r in res])), "n": n,
+            "steps": steps, "cfg": cfg, "frames": frames}
+
+
+def publish(run_dir: Path, metrics: dict | None) -> None:
+    """export -> assets/models/shapes-motion (adapter + studio.json); the grown text encoder and
+    tokenizer -> assets/models/shapes-sd (existing rows unchanged); the checkpoint -> assets/training."""
+    src = run_dir / "export"
+    step = json.loads((src / "train_step.json").read_text())["step"]
+    tmp = ASSET_DIR.with_name(ASSET_DIR.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src / "motion_adapter", tmp)
+    studio = {"name": NAME, "task": "video", "kind": "motion_adapter", "base": "shapes-sd",
+              "sampler": "UniPC", "steps": 20, "cfg_scale": 4.0, "frames": FRAMES, "fps": 8,
+              "width": 64, "height": 64, "trained_steps": step,
+              "description": "demo motion adapter trained on moving shapes "
+                             "(prompts like 'a red circle moving right')"}
+    if metrics:
+        studio["metrics"] = metrics
+    atomic_json(studio, tmp / "studio.json")
+    shutil.rmtree(ASSET_DIR, ignore_errors=True)
+    tmp.rename(ASSET_DIR)
+    for sub in ("text_encoder", "tokenizer"):
+        shutil.rmtree(BASE_DIR / sub)
+        shutil.copytree(src / sub, BASE_DIR / sub)
+    TRAINING_ASSET_DIR.mkdir(parents=True, exist_ok=True)
+    for name in ("ckpt.safetensors", "ckpt.json"):
+        shutil.copy(run_dir / name, TRAINING_ASSET_DIR / name)
+    print(f"published step {step} to {ASSET_DIR}: {studio}", flush=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m pipelines.demo.train_motion")
+    ap.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    ap.add_argument("--base", type=Path, default=BASE_DIR)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clips", type=int, default=20000)
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--high-noise", type=float, default=0.5, help="share of clips drawn at t >= 400")
+    ap.add_argument("--snr-gamma", type=float, default=5.0)
+    ap.add_argument("--ckpt-every", type=int, default=1000)
+    ap.add_argument("--log-every", type=int, default=100)
+    ap.add_argument("--eval-seeds", type=int, default=2, help="seeds per prompt (84 prompts)")
+    ap.add_argument("--eval-prompts", type=int, default=None, help="fewer than the 84 prompts (smoke runs)")
+    ap.add_argument("--eval-steps", type=int, default=20)
+    ap.add_argument("--eval-cfg", type=float, default=4.0)
+    ap.add_argument("--stage", choices=["all", "train", "evaluate"], default="all")
+    ap.add_argument("--publish", action="store_true", help="after evaluating, publish to assets/")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    run_dir = args.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[motion] device {device}, run dir {run_dir}", flush=True)
+    if args.stage in ("all", "train"):
+        train(run_dir, args, device)
+    if args.stage in ("all", "evaluate"):
+        t0 = time.time()
+        pipe = build_eval_pipeline(args.base, run_dir / "export" / "motion_adapter", device)
+        seeds = list(range(10_000, 10_000 + args.eval_seeds))   # held out: never used for training clips
+        metrics = evaluate(pipe, seeds, args.eval_steps, args.eval_cfg,
+                           prompts=eval_prompts(args.eval_prompts), device=device)
+        metrics["trained_steps"] = json.loads((run_dir / "export" / "train_step.json").read_text())["step"]
+        print(f"[motion] eval {metrics} in {time.time() - t0:.0f}s", flush=True)
+        atomic_json(metrics, run_dir / "export" / "metrics.json")
+        if args.publish:
+            publish(run_dir, metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Video: the motion UNet on a shared base, text → video (tiny AnimateDiff adapter on a non-demo base),
+image → video (tiny SVD), export (MP4/GIF/PNG/JSON), the motion words, and clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import video
+from pipelines.errors import StudioError
+from pipelines.export import OutputStore, read_mp4_comment
+from pipelines.metadata import read_parameters
+from tiny_models import save_tiny_sd
+from tiny_video import save_tiny_motion_adapter, save_tiny_svd
+
+DEMO = "assets/models/shapes-sd"
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory):
+    """A models dir: tiny SD base, a motion adapter that fits it, one that does not, and a tiny SVD."""
+    folder = tmp_path_factory.mktemp("video-models")
+    save_tiny_sd(folder / "tiny-sd")
+    save_tiny_motion_adapter(folder / "motion" / "tiny-adapter")
+    save_tiny_motion_adapter(folder / "motion" / "wide-adapter", block_out_channels=(64, 128))
+    save_tiny_svd(folder / "tiny-svd")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def video_engine(video_dir, tmp_path_factory):
+    from pipelines.engine import Engine
+
+    return Engine(video_dir, tmp_path_factory.mktemp("video-outputs"))
+
+
+def run_tab(engine, **values):
+    """Submit through the Video tab's own request mapping, as the Generate button does."""
+    from studio.tabs.video import request_from_inputs
+
+    inputs = dict(mode_label="Text → video", prompt="", negative="", base_model="", video_model="", image=None,
+                  frames=4, fps=8, motion=127, seed=1, sampler="Euler", steps=2, cfg=5.0, noise_aug=0.02,
+                  decode_chunk=2, width=64, height=64)
+    inputs.update(values)
+    return engine.submit_video(request_from_inputs(**inputs)).outcome()
+
+
+def test_motion_unet_shares_the_base_weights_and_starts_as_the_image_model():
+    from diffusers import UNet2DConditionModel
+
+    from pipelines.demo.train_motion import make_adapter
+    from pipelines.motion_unet import build_motion_unet
+
+    unet = UNet2DConditionModel.from_pretrained(f"{DEMO}/unet", torch_dtype=torch.float32)
+    adapter = make_adapter()
+    model = build_motion_unet(unet, adapter)
+    base_ptrs = {p.data_ptr() for p in unet.parameters()}
+    adapter_ptrs = {p.data_ptr() for p in adapter.parameters()}
+    own = [n for n, p in model.named_parameters() if p.data_ptr() not in base_ptrs | adapter_ptrs]
+    assert own == []  # nothing copied: every tensor is the base's or the adapter's
+    frames, x = 4, torch.randn(2, 4, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    t, text = torch.tensor([700, 200]), torch.randn(2, 16, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        motion = model(x, t, encoder_hidden_states=text.repeat_interleave(frames, 0)).sample
+        per_frame = unet(x.permute(0, 2, 1, 3, 4).reshape(8, 4, 16, 16), t.repeat_interleave(frames),
+                         encoder_hidden_states=text.repeat_interleave(frames, 0)).sample
+    # zero-initialised motion modules + the pooled-text embedding kept: exactly the image model per frame
+    assert torch.allclose(motion.permute(0, 2, 1, 3, 4).reshape(8, 4, 16, 16), per_frame, atol=1e-4)
+
+
+def test_text_to_video_with_a_tiny_adapter_on_a_non_demo_base(video_engine):
+    saved, _ = run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/tiny-adapter",
+                       frames=5, fps=6)
+    clip = saved[0]
+    assert clip.generated.frames.shape == (5, 64, 64, 3) and clip.generated.frames.dtype == np.uint8
+    assert clip.generated.frames.std(axis=0).mean() > 0  # frames differ: the motion modules acted
+    assert "Motion adapter: motion/tiny-adapter" in clip.generated.parameters
+    assert "Model: tiny-sd" in clip.generated.parameters and "Frames: 5" in clip.generated.parameters
+    import imageio.v3 as iio
+    assert iio.imread(clip.files.mp4).shape == (5, 64, 64, 3)
+    # the adapter is shared with the loaded base: its UNet was not loaded again
+    assert video_engine.manager.loaded.name == "tiny-sd"
+
+
+def test_image_to_video_with_tiny_svd_components_loaded_by_path(video_engine):
+    picture = Image.new("RGB", (48, 40), (200, 40, 40))
+    saved, _ = run_tab(video_engine, mode_label="Image → video", image=picture, video_model="tiny-svd", frames=3,
+                       fps=7, motion=60, width=64, height=64, decode_chunk=2)
+    clip = saved[0]
+    assert clip.generated.frames.shape == (3, 64, 64, 3)
+    info = json.loads(clip.files.info.read_text())
+    assert info["mode"] == "image" and info["frames"] == 3 and info["fps"] == 7 and info["model"] == "tiny-svd"
+    assert info["motion_bucket"] == 60
+    assert video_engine.manager.loaded_side("video").name == "tiny-svd"
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(frames=1), "Frames must be between 2 and 32"),
+    (dict(frames=33), "Frames must be between 2 and 32"),
+    (dict(fps=0), "FPS must be between 1 and 30"),
+    (dict(fps=31), "FPS must be between 1 and 30"),
+    (dict(prompt=""), "needs a prompt"),
+    (dict(mode_label="Image → video", video_model="tiny-svd"), "needs an image"),
+    (dict(video_model="motion/wide-adapter"), "does not fit"),
+    (dict(frames=20), "at most 16 frames"),
+    (dict(video_model="tiny-svd"), "switch the mode to image → video"),
+    (dict(mode_label="Image → video", image=Image.new("RGB", (32, 32)), video_model="motion/tiny-adapter"),
+     "switch the mode to text → video"),
+    (dict(mode_label="Image → video", image=Image.new("RGB", (32, 32)), video_model="tiny-svd", motion=0),
+     "Motion must be between 1 and 255"),
+    (dict(decode_chunk=40), "Decode chunk"),
+    (dict(video_model="motion/none"), "motion/none"),
+])
+def test_bad_input_is_a_clear_error(video_engine, values, message):
+    values = {"prompt": "a red circle", "base_model": "tiny-sd", "video_model": "motion/tiny-adapter", **values}
+    with pytest.raises(StudioError, match=message):
+        run_tab(video_engine, **values)
+
+
+def test_adapter_that_does_not_fit_names_both_models(video_engine):
+    with pytest.raises(StudioError) as error:
+        run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/wide-adapter")
+    text = str(error.value)
+    assert "motion/wide-adapter" in text and "tiny-sd" in text and "[64, 128]" in text and "[32, 64]" in text
+
+
+def test_video_models_are_listed_only_for_the_video_tab(video_engine):
+    catalog = video_engine.manager.catalog
+    assert "tiny-svd" not in catalog.names("text2image") and "tiny-svd" in catalog.names("video")
+    assert "motion/tiny-adapter" in video.model_names(video_engine.manager, "text")
+    assert "tiny-svd" in video.model_names(video_engine.manager, "image")
+    with pytest.raises(StudioError, match="Video tab"):
+        video_engine.manager.pipeline(catalog.resolve("tiny-svd"))
+
+
+def test_mp4_gif_frames_and_json_round_trip(tmp_path):
+    import imageio.v3 as iio
+
+    frames = np.zeros((6, 48, 64, 3), np.uint8)  # a gradient with a square moving across it
+    frames[..., 0] = np.linspace(0, 255, 64, dtype=np.uint8)[None, None, :]
+    frames[..., 2] = np.linspace(255, 0, 48, dtype=np.uint8)[None, :, None]
+    for i in range(6):
+        frames[i, 16:32, 4 + 8 * i:20 + 8 * i] = (240, 225, 30)
+    parameters = 'a red circle moving right\nSteps: 20, Sampler: UniPC, CFG scale: 4, Seed: 7, Model: "a, b"'
+    store = OutputStore(tmp_path)
+    files = store.save_video(frames, 12, parameters, {"prompt": "a red circle moving right", "seed": 7}, "video", "7")
+    assert files.mp4.parent == files.gif.parent and store.contains(files.mp4)
+    mp4 = iio.imread(files.mp4)
+    assert mp4.shape == (6, 48, 64, 3)
+    assert np.abs(mp4.astype(int) - frames).mean() < 6  # lossy, but the same pictures
+    import imageio.v2 as iio2
+    meta = iio2.get_reader(str(files.mp4)).get_meta_data()
+    assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p") and meta["fps"] == 12
+    assert read_mp4_comment(files.mp4) == parameters.replace("\n", " | ")
+    gif = iio.imread(files.gif, index=None)
+    assert gif.shape[:3] == (6, 48, 64)
+    assert len(files.frames) == 6 and all(p.suffix == ".png" for p in files.frames)
+    with Image.open(files.frames[3]) as png:
+        assert read_parameters(png) == parameters
+        assert np.array_equal(np.asarray(png.convert("RGB")), frames[3])
+    info = json.loads(files.info.read_text())
+    assert info["seed"] == 7 and info["parameters"] == parameters and info["files"]["mp4"] == files.mp4.name
+
+
+def test_odd_sizes_are_padded_for_h264(tmp_path):
+    import imageio.v3 as iio
+
+    frames = np.full((3, 33, 47, 3), 120, np.uint8)
+    files = OutputStore(tmp_path).save_video(frames, 8, "x", {}, "video", "1")
+    assert iio.imread(files.mp4).shape == (3, 34, 48, 3)
+
+
+# ----------------------------------------------------------------------------- motion words
+# sha256 over the demo text encoder's tensors as the text-to-image model was trained (token embedding
+# rows 0..598): growing the vocabulary must leave every one of them bit-identical
+TEXT_ENCODER_SHA = "7d7d8911d8ac2394e30eda3a80ed7aeab1c60d3030ae5dec218df34566f67114"
+
+
+def test_motion_words_leave_the_image_model_unchanged():
+    from safetensors.torch import load_file
+    from transformers import CLIPTokenizer
+
+    from pipelines.demo import world
+    from pipelines.demo.tokenizer import MOTION_WORDS, build_tokenizer, check_tokenizer
+
+    old, new = build_tokenizer(), build_tokenizer(appended_words=MOTION_WORDS)
+    shipped = CLIPTokenizer.from_pretrained(f"{DEMO}/tokenizer")
+    check_tokenizer(shipped, appended_words=MOTION_WORDS if "moving</w>" in shipped.get_vocab() else ())
+    prompts = [world.prompt_for(c, s, b, f) for c in world.COLORS for s in world.SHAPES
+               for b in ("blue", "black") for f in world.CAPTION_FORMS] + ["an image of the shape", ""]
+    for prompt in prompts:
+        assert old(prompt).input_ids == new(prompt).input_ids == shipped(prompt).input_ids
+    assert all(i >= len(old) for w in MOTION_WORDS for i in new(w, add_special_tokens=False).input_ids)
+    state = load_file(f"{DEMO}/text_encoder/model.safetensors")
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key]
+        if key.endswith("token_embedding.weight"):
+            value = value[:len(old)]
+        digest.update(key.encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    assert digest.hexdigest() == TEXT_ENCODER_SHA
+
+
+def test_moving_clips_keep_the_shape_inside_and_move_the_prompted_way():
+    from pipelines.demo import world
+    from pipelines.demo.train_motion import motion_verdict
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        scenes, direction = world.sample_motion(rng, 8)
+        for scene in scenes:
+            (x, y), r = scene.main.center, scene.main.radius
+            assert r + world.MARGIN - 1e-6 <= min(x, y) and max(x, y) <= world.SIZE - r - world.MARGIN + 1e-6
+        clip = world.render_clip(scenes)
+        s = scenes[0].main
+        verdict = motion_verdict(clip, s.color, s.shape, direction)
+        assert verdict["direction"] and verdict["travel"] >= world.MIN_TRAVEL - 1
+    assert world.motion_caption("red", "circle", "right") == "a red circle moving right"
+    assert world.motion_caption("red", "circle", "up", "blue", "canonical") == "a red circle moving up on a blue background"
+
+
+def test_motion_unet_rebuilt_after_the_base_changes(video_engine, video_dir, tmp_path):
+    """The motion UNet is cached with the base; another base model gets its own (the extras are cleared)."""
+    shutil.copytree(video_dir / "tiny-sd", video_dir / "tiny-sd-2", dirs_exist_ok=True)
+    run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/tiny-adapter", frames=2)
+    first = video_engine.manager.extras["motion-unet:motion/tiny-adapter"]
+    run_tab(video_engine, prompt="a red circle", base_model="tiny-sd-2", video_model="motion/tiny-adapter", frames=2)
+    second = video_engine.manager.extras["motion-unet:motion/tiny-adapter"]
+    assert first is not second and second.conv_in is video_engine.manager.pipeline(
+        video_engine.manager.loaded).unet.conv_in
