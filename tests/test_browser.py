@@ -96,7 +96,7 @@ def test_send_to_inpaint_paint_a_mask_and_inpaint(page, engine):
 
 def test_png_info_reads_an_image_and_send_to_txt2img_regenerates_it(page, engine):
     source = newest(engine, "txt2img")
-    page.get_by_role("tab", name="PNG info").click()
+    open_tab(page, "PNG info", "#pnginfo_image")
     page.locator("#pnginfo_image input[type=file]").set_input_files(str(source))
     text = page.locator("#pnginfo_text textarea")
     page.wait_for_function("() => document.querySelector('#pnginfo_text textarea').value.includes('Steps:')",
@@ -116,7 +116,7 @@ def test_png_info_reads_an_image_and_send_to_txt2img_regenerates_it(page, engine
 
 
 def test_send_to_controlnet_preview_the_map_and_generate(page, engine):
-    page.get_by_role("tab", name="Text to image").click()
+    open_tab(page, "Text to image", "#txt2img_prompt textarea")
     page.locator("#txt2img_send_to_controlnet").click()
     page.locator("#cn0_image img").first.wait_for(timeout=30_000)
     # the image's own parameters came along: its model (not the studio default) and prompt
@@ -134,7 +134,7 @@ def test_send_to_controlnet_preview_the_map_and_generate(page, engine):
 
 
 def test_send_to_super_resolution_upscale_and_compare(page, engine):
-    page.get_by_role("tab", name="Text to image").click()
+    open_tab(page, "Text to image", "#txt2img_prompt textarea")
     source_info = page.locator("#txt2img_info textarea").input_value()  # the gallery image being sent
     page.locator("#txt2img_send_to_upscale").click()
     page.locator("#upscale_image img").first.wait_for(timeout=30_000)
@@ -155,7 +155,7 @@ def test_send_to_super_resolution_upscale_and_compare(page, engine):
 
 
 def test_xy_grid_in_the_browser(page, engine):
-    page.get_by_role("tab", name="Text to image").click()
+    open_tab(page, "Text to image", "#txt2img_prompt textarea")
     page.locator("#txt2img_prompt textarea").fill("a red circle")
     page.get_by_text("X/Y grid").click()
     page.locator("#txt2img_x_values textarea, #txt2img_x_values input").first.fill("1, 2")
@@ -178,7 +178,7 @@ def test_history_shows_the_newest_output_and_reuses_its_settings(page, engine):
     saved, _ = engine.submit_text2image(Text2ImageRequest("a green square", model=TINY, steps=1, width=64,
                                                           height=64)).outcome()
     newest_image = saved[0].path
-    page.get_by_role("tab", name="History").click()
+    open_tab(page, "History", "#history_gallery")
     page.locator("#history_gallery img").first.wait_for(timeout=30_000)
     page.locator("#history_gallery img").first.click()
     page.wait_for_function("() => document.querySelector('#history_text textarea').value.includes('Steps:')",
@@ -322,7 +322,7 @@ def test_controlnet_tab_offers_the_demo_controlnet_and_the_shape_follows_the_map
 def test_video_tab_generates_plays_and_sends_a_frame(page, engine):
     import imageio.v3 as iio
 
-    page.get_by_role("tab", name="Video").click()
+    open_tab(page, "Video", "#video_prompt textarea")
     page.locator("#video_prompt textarea").fill("a red circle moving right")
     choose(page, "#video_model input", "Shapes demo (64px)")
     for slider, value in (("#video_frames", "8"), ("#video_fps", "8")):
