@@ -35,6 +35,10 @@ def build_app(engine) -> gr.Blocks:
         for target_id, button in info["send_image"].items():
             wire_send(tabs, button, [info["image"], info["settings"]], pnginfo.picked, receivers[target_id],
                       SEND_TARGETS[target_id][1])
+        for source in (upscaling, past):  # a saved file: the upscaled result, the picked history image
+            for target_id, button in source["send_image" if source is past else "send"].items():
+                wire_send(tabs, button, [source["saved"]], saved_image, receivers[target_id],
+                          SEND_TARGETS[target_id][1])
         for source in (info, past):
             wire_restore(tabs, source, "txt2img", txt2img["restore"], text2image.RESTORED_KEYS)
         app.load(lambda: defaults_for_page(engine), None, txt2img["defaults"], api_visibility="private")
@@ -59,6 +63,13 @@ def wire_send_to(tabs: gr.Tabs, source: Results, button: gr.Button, target: dict
         return path, pnginfo.read_file(path)[2]
 
     wire_send(tabs, button, [source.gallery, source.selected], picked, target, tab_id)
+
+
+def saved_image(path):
+    """What a send-to button under a saved file carries: the file and the settings inside it."""
+    if not path:
+        raise gr.Error("Pick or make an image first.")
+    return path, pnginfo.read_file(path)[2]
 
 
 def wire_send(tabs: gr.Tabs, button: gr.Button, inputs: list, picked, target: dict, tab_id: str) -> None:

@@ -126,10 +126,14 @@ def results_panel(prefix: str) -> Results:
     gallery = gr.Gallery(label="Results", columns=2, format="png", elem_id=f"{prefix}_gallery",
                          buttons=["download", "fullscreen"])
     info = gr.Textbox(label="Generation info", lines=4, interactive=False, buttons=["copy"], elem_id=f"{prefix}_info")
+    return Results(gallery, info, gr.State([]), gr.State(0), send_buttons(prefix))
+
+
+def send_buttons(prefix: str, exclude: str | None = None) -> dict:
+    """A row of "Send to …" buttons, one per tab that takes an image (but `exclude`), by target id."""
     with gr.Row():
-        send = {target: gr.Button(f"Send to {label}", size="sm", elem_id=f"{prefix}_send_to_{target}", min_width=80)
-                for target, (label, _tab) in SEND_TARGETS.items()}
-    return Results(gallery, info, gr.State([]), gr.State(0), send)
+        return {target: gr.Button(f"Send to {label}", size="sm", elem_id=f"{prefix}_send_to_{target}", min_width=80)
+                for target, (label, _tab) in SEND_TARGETS.items() if target != exclude}
 
 
 def finish(engine, job, progress):

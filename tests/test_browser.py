@@ -350,3 +350,18 @@ def test_video_tab_generates_plays_and_sends_a_frame(page, engine):
     page.locator("#video_send_to_img2img").click()
     page.locator("#txt2img_init_image img").first.wait_for(timeout=30_000)
     assert page.locator("#txt2img_prompt textarea").input_value() == "a red circle moving right"
+
+
+def test_upscaled_and_history_images_go_on_to_other_tabs(page, engine):
+    open_tab(page, "Super-resolution", "#upscale_send_to_img2img")
+    page.locator("#upscale_file a").first.wait_for(timeout=30_000)  # the earlier test's result
+    page.locator("#upscale_send_to_img2img").click()
+    page.locator("#txt2img_init_image img").first.wait_for(timeout=30_000)
+    open_tab(page, "History", "#history_gallery")
+    page.locator("#history_gallery img").first.wait_for(timeout=30_000)
+    page.locator("#history_gallery img").first.click()
+    page.wait_for_function("() => document.querySelector('#history_text textarea').value.includes('Steps:')",
+                           timeout=30_000)
+    page.locator("#history_send_to_controlnet").click()
+    page.locator("#cn0_image img").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "history_to_controlnet.png"), full_page=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.tabs.pnginfo import read_file
+from studio.widgets import send_buttons
 
 PER_PAGE = 24
 ALL = "all"
@@ -29,7 +30,9 @@ def build(engine) -> dict:
                 text = gr.Textbox(label="Parameters", lines=6, interactive=False, buttons=["copy"],
                                   elem_id="history_text")
                 send = gr.Button("Reuse settings in text to image", size="sm", elem_id="history_reuse")
+                send_image = send_buttons("history")
         page = gr.State(0)
+        chosen = gr.State(None)  # the picked image's path
         paths = gr.State([])
         settings = gr.State({})
 
@@ -42,9 +45,9 @@ def build(engine) -> dict:
 
     def pick(found, evt: gr.SelectData):
         if evt.index >= len(found):
-            return "", {}
+            return "", {}, None
         parameters, _, restored = read_file(found[evt.index])
-        return parameters, restored
+        return parameters, restored, found[evt.index]
 
     listing = [gallery, paths, page, page_label, kind]
     tab.select(show, [kind, page], listing, api_visibility="private")  # new outputs show up on opening the tab
@@ -52,5 +55,5 @@ def build(engine) -> dict:
     kind.input(lambda k: show(k, 0), kind, listing, api_visibility="private")
     previous.click(lambda k, n: show(k, max(0, n - 1)), [kind, page], listing, api_visibility="private")
     following.click(lambda k, n: show(k, n + 1), [kind, page], listing, api_visibility="private")
-    gallery.select(pick, paths, [text, settings], api_visibility="private")
-    return {"settings": settings, "send": send}
+    gallery.select(pick, paths, [text, settings, chosen], api_visibility="private")
+    return {"settings": settings, "send": send, "saved": chosen, "send_image": send_image}

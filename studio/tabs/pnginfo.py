@@ -7,7 +7,7 @@ from PIL import Image
 
 from pipelines import metadata
 from pipelines.images import MAX_INPUT_PIXELS
-from studio.widgets import SEND_TARGETS
+from studio.widgets import send_buttons
 
 
 def read_file(path: str) -> tuple[str, dict, dict]:
@@ -39,10 +39,7 @@ def build(engine) -> dict:
                                   elem_id="pnginfo_text")
                 fields = gr.JSON(label="Fields", elem_id="pnginfo_fields")
                 send = gr.Button("Send to text to image", size="sm", elem_id="restore_to_txt2img")
-                with gr.Row():  # the image itself too, with its settings
-                    send_image = {target: gr.Button(f"Send to {label}", size="sm", min_width=80,
-                                                    elem_id=f"pnginfo_send_to_{target}")
-                                  for target, (label, _tab) in SEND_TARGETS.items()}
+                send_image = send_buttons("pnginfo")  # the image itself too, with its settings
         settings = gr.State({})
     image.change(read, image, [text, fields, settings], api_name="png_info")
     return {"settings": settings, "send": send, "image": image, "send_image": send_image}

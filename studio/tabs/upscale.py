@@ -11,7 +11,7 @@ from pipelines.text2image import MAX_CFG, MAX_STEPS
 from pipelines.upscale import (BASELINE_SCALES, BASELINES, DEFAULT_NOISE_LEVEL, DEFAULT_TILE, MAX_TILE,
                                PROMPTED_CLASSES, UpscaleRequest)
 from studio.jobs_ui import session_of, wait_for
-from studio.widgets import GPU, as_int
+from studio.widgets import GPU, as_int, send_buttons
 
 
 def model_choices(manager) -> list[str]:
@@ -90,6 +90,7 @@ def build(engine) -> dict:
                 download = gr.File(label="Download (PNG with parameters)", interactive=False, elem_id="upscale_file")
                 info = gr.Textbox(label="Parameters", lines=3, interactive=False, buttons=["copy"],
                                   elem_id="upscale_info")
+                send = send_buttons("upscale", exclude="upscale")
 
     def on_model(name):
         controls = model_controls(manager, name)
@@ -121,4 +122,5 @@ def build(engine) -> dict:
     upscale_button.click(run, inputs, [compare, download, info], api_name="upscale", concurrency_id=GPU,
                          concurrency_limit=1)
     stop.click(stop_jobs, None, None, queue=False, api_visibility="private")
-    return {"image": source, "fields": {"prompt": prompt, "negative_prompt": negative}}
+    return {"image": source, "fields": {"prompt": prompt, "negative_prompt": negative}, "saved": download,
+            "send": send}
