@@ -2,6 +2,7 @@
 against a local stand-in for the hub."""
 
 import shutil
+from pathlib import Path
 
 import huggingface_hub.constants as hub_constants
 import pytest
@@ -43,8 +44,7 @@ def test_a_hub_model_downloads_on_first_use_with_byte_progress_then_generates(hu
     assert saved[0].path.is_file()
     assert seen and seen[-1][0].startswith(f"Downloading {REPO}:")  # the UI shows this line and the bar
     components = sum(hub.files(REPO)[name].stat().st_size for name in hub.served if name != "model_index.json")
-    assert max(total for _, _, total in seen) == components  # the bar's total: every component file
-    assert max(step for _, step, _ in seen) == components
+    assert {total for _, _, total in seen} == {components}  # the bar's total: every component file
     assert "unet/diffusion_pytorch_model.safetensors" in hub.served and "model_index.json" in hub.served
     for skipped in ("unet/diffusion_pytorch_model.fp16.safetensors", "v1-pruned.safetensors",
                     "unet/diffusion_pytorch_model.bin"):
@@ -55,6 +55,24 @@ def test_a_hub_model_downloads_on_first_use_with_byte_progress_then_generates(hu
     engine.manager.unload()
     engine.submit_text2image(Text2ImageRequest("a red circle", model=REPO, steps=2, width=64, height=64)).outcome()
     assert len(hub.served) == count
+
+
+def test_the_byte_count_rises_to_the_total(hub):
+    from pipelines.jobs import Progress
+
+    class Recorder(Progress):
+        reports = []
+
+        def report(self, step, total):
+            super().report(step, total)
+            self.reports.append((step, total))
+
+    progress = Recorder()
+    folder = download.fetch(REPO, progress)
+    steps = [step for step, _ in progress.reports]
+    total = progress.reports[0][1]
+    assert steps == sorted(steps) and steps[-1] == total and len(steps) > 3  # per chunk, never backwards
+    assert (Path(folder) / "model_index.json").is_file() and progress.note == ""
 
 
 def test_a_missing_hub_repo_is_a_clear_error(hub, tmp_path):
