@@ -2,6 +2,7 @@
 
 import io
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,30 +20,39 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture(scope="module")
 def page(engine, models_dir):
+    from tiny_models import save_tiny_controlnet
+
+    if not (models_dir / "controlnet" / "tiny-cn-browser").exists():
+        save_tiny_controlnet(models_dir / "controlnet" / "tiny-cn-browser")
+    with studio_page(engine) as page:
+        yield page
+
+
+@contextmanager
+def studio_page(engine):
+    """The studio served on 127.0.0.1 and opened in headless Chromium, its page-load defaults landed."""
     from playwright.sync_api import sync_playwright
 
     from studio.app import build_app, launch_options
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's package (apt-get install chromium); .ci/run does.")
-    from tiny_models import save_tiny_controlnet
-
-    if not (models_dir / "controlnet" / "tiny-cn-browser").exists():
-        save_tiny_controlnet(models_dir / "controlnet" / "tiny-cn-browser")
     app = build_app(engine)
     app.queue()
     _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_options(engine))
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.on("pageerror", lambda error: (ARTIFACTS / "page-errors.txt").open("a").write(f"{error}\n"))
-        page.goto(url)
-        page.locator("#txt2img_model input").wait_for(timeout=60_000)
-        page.wait_for_timeout(3000)  # the page-load event (saved defaults) must land before the tests type
-        yield page
-        browser.close()
-    app.close()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.on("pageerror", lambda error: (ARTIFACTS / "page-errors.txt").open("a").write(f"{error}\n"))
+            page.goto(url)
+            page.locator("#txt2img_model input").wait_for(timeout=60_000)
+            page.wait_for_timeout(3000)  # the page-load event (saved defaults) must land before the tests type
+            yield page
+            browser.close()
+    finally:
+        app.close()
 
 
 def test_text_to_image_in_the_browser(page, engine):

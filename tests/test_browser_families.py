@@ -3,37 +3,19 @@ the family's size presets, generates, and Models & settings shows the memory pla
 
 import pytest
 
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, choose, shown
+from test_browser import ARTIFACTS, choose, shown, studio_page
 from tiny_families import save_tiny_flux
 
 
 @pytest.fixture(scope="module")
 def family_page(tmp_path_factory):
-    from pathlib import Path
-
-    from playwright.sync_api import sync_playwright
-
     from pipelines.engine import Engine
-    from studio.app import build_app, launch_options
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: install Debian's package (apt-get install chromium); .ci/run does.")
     models = tmp_path_factory.mktemp("browser-family-models")
     save_tiny_flux(models / "tiny-flux")
     engine = Engine(models, tmp_path_factory.mktemp("browser-family-outputs"))
-    app = build_app(engine)
-    app.queue()
-    _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_options(engine))
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(url)
-        page.locator("#txt2img_model input").wait_for(timeout=60_000)
-        page.wait_for_timeout(3000)  # the page-load event (saved defaults) must land before the tests type
+    with studio_page(engine) as page:
         yield page, engine
-        browser.close()
-    app.close()
 
 
 def test_a_flux_model_changes_the_tab_and_the_memory_plan_is_shown(family_page):

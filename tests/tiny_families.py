@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from tiny_models import tiny_sd_components, tiny_text_encoder, tiny_tokenizer
+from tiny_models import save_controlnet_with_live_outputs, tiny_sd_components, tiny_text_encoder, tiny_tokenizer
 
 CARD = {"width": 64, "height": 64, "steps": 3}
 
@@ -173,12 +173,7 @@ def save_tiny_sdxl_controlnet(folder: Path, seed: int = 0) -> Path:
         attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
         addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
         cross_attention_dim=64)
-    with torch.no_grad():  # trained ControlNets have non-zero "zero convolutions": make the map matter
-        for module in [*model.controlnet_down_blocks, model.controlnet_mid_block,
-                       model.controlnet_cond_embedding.conv_out]:
-            module.weight.normal_(0, 0.3)
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
+    return save_controlnet_with_live_outputs(model, folder)
 
 
 def save_tiny_flux_controlnet(folder: Path, seed: int = 0) -> Path:

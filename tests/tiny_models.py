@@ -74,7 +74,12 @@ def save_tiny_controlnet(folder: Path, cross_attention_dim: int = 32, seed: int 
                             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                             cross_attention_dim=cross_attention_dim, norm_num_groups=16,
                             conditioning_embedding_out_channels=(16, 32))
-    with torch.no_grad():  # trained ControlNets have non-zero "zero convolutions": make the map matter
+    return save_controlnet_with_live_outputs(model, folder)
+
+
+def save_controlnet_with_live_outputs(model, folder: Path) -> Path:
+    """Save a random ControlNet whose "zero convolutions" are non-zero, as in trained ones, so the map matters."""
+    with torch.no_grad():
         for module in [*model.controlnet_down_blocks, model.controlnet_mid_block,
                        model.controlnet_cond_embedding.conv_out]:
             module.weight.normal_(0, 0.3)
