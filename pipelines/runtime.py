@@ -86,16 +86,6 @@ def wants_attention_slicing(mode: str, device: torch.device) -> bool:
     return free is not None and free < AUTO_SLICING_FREE_BYTES
 
 
-def place_pipeline(pipe, options: RuntimeOptions, device: torch.device, dtype: torch.dtype):
-    """Move a freshly loaded pipeline to its device and apply the memory options."""
-    if options.cpu_offload and device.type == "cuda":
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    apply_memory_options(pipe, options, device)
-    return pipe
-
-
 def apply_memory_options(pipe, options: RuntimeOptions, device: torch.device) -> None:
     if hasattr(pipe, "enable_attention_slicing"):
         if wants_attention_slicing(options.attention_slicing, device):
