@@ -249,6 +249,19 @@ def hub_model_family(repo_id: str) -> str:
     return families.detect_folder(Path(index).parent) if isinstance(index, str) else ""
 
 
+def side_model_location(entry: ModelEntry, alternative: str) -> str:
+    """Where a side model (point cloud, video) loads from: a local folder as it is; a hub model
+    downloaded with progress first when online, the cache offline, or a clear error when neither."""
+    from huggingface_hub import is_offline_mode
+
+    if entry.source != "hub":
+        return entry.location
+    if is_offline_mode() and not hub_model_is_cached(entry.location):
+        raise StudioError(f"'{entry.name}' is not downloaded and the hub cannot be reached: connect once to "
+                          f"download it, or {alternative}.")
+    return download_if_online(entry.location)
+
+
 def download_if_online(repo_id: str) -> str:
     """Fetch what is missing of a hub model, with progress: its local folder. Offline (or with the hub
     unreachable but the model cached) the repo id, which diffusers resolves from the cache."""

@@ -14,7 +14,7 @@ import torch
 
 from pipelines import depth3d, metadata, shap_e
 from pipelines.errors import JobCancelled, StudioError
-from pipelines.models import ModelEntry, ModelManager, hub_model_is_cached
+from pipelines.models import ModelEntry, ModelManager, side_model_location
 from pipelines.pointcloud_model import PointCloudPipeline, to_channels
 from pipelines.samplers import build_scheduler
 from pipelines.text2image import VERSION, resolve_seed, validate_sampling
@@ -147,13 +147,12 @@ def load(manager: ModelManager, entry: ModelEntry):
 def _load(manager: ModelManager, entry: ModelEntry):
     from diffusers import ShapEPipeline
 
-    if entry.source == "hub" and not hub_model_is_cached(entry.location):
-        raise StudioError(f"'{entry.name}' is not downloaded and the hub cannot be reached: connect once to "
-                          "download it, or pick the demo point-cloud model.")
+    location = side_model_location(entry, "pick the demo point-cloud model")
     cls = ShapEPipeline if entry.source == "hub" or entry.pipeline_class == "ShapEPipeline" else PointCloudPipeline
-    kwargs = dict(dtype=manager.dtype, use_safetensors=True, local_files_only=entry.source != "hub")
+    kwargs = dict(dtype=manager.dtype, use_safetensors=True,
+                  local_files_only=entry.source != "hub" or location != entry.location)
     try:
-        pipe = cls.from_pretrained(entry.location, **kwargs)
+        pipe = cls.from_pretrained(location, **kwargs)
     except Exception as error:  # noqa: BLE001 - every load failure becomes one clear message
         text = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StudioError(f"Could not load point-cloud model '{entry.name}': {text}") from None

@@ -21,7 +21,8 @@ from PIL import Image
 from pipelines import metadata
 from pipelines.errors import JobCancelled, StudioError
 from pipelines.images import to_rgb
-from pipelines.models import HUB_ID, ModelEntry, ModelManager, entry_for_folder, hub_model_is_cached
+from pipelines.models import (HUB_ID, ModelEntry, ModelManager, entry_for_folder, hub_model_is_cached,
+                              side_model_location)
 from pipelines.runtime import run_with_oom_retry
 from pipelines.samplers import build_scheduler, check_schedule
 from pipelines.text2image import (MAX_CFG, VERSION, prompt_warnings, resolve_seed, validate_sampling,
@@ -289,13 +290,12 @@ def image_pipeline(manager: ModelManager, entry: ModelEntry):
 def _load_svd(manager: ModelManager, entry: ModelEntry):
     from diffusers import StableVideoDiffusionPipeline
 
-    if entry.source == "hub" and not hub_model_is_cached(entry.location):
-        raise StudioError(f"'{entry.name}' is not downloaded and the hub cannot be reached: connect once to "
-                          "download it, or put a Stable Video Diffusion folder in the models dir.")
+    location = side_model_location(entry, "put a Stable Video Diffusion folder in the models dir")
     try:
-        pipe = StableVideoDiffusionPipeline.from_pretrained(entry.location, torch_dtype=manager.dtype,
+        pipe = StableVideoDiffusionPipeline.from_pretrained(location, torch_dtype=manager.dtype,
                                                             use_safetensors=True,
-                                                            local_files_only=entry.source != "hub")
+                                                            local_files_only=entry.source != "hub"
+                                                            or location != entry.location)
     except Exception as error:  # noqa: BLE001 - every load failure becomes one clear message
         text = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StudioError(f"Could not load image-to-video model '{entry.name}': {text}") from None
