@@ -18,6 +18,12 @@ def model_choices(manager) -> list[str]:
     return [*manager.catalog.names(UPSCALE), *BASELINES]
 
 
+def default_model(manager) -> str:
+    """The tab's first choice: the built-in demo upscaler where it ships, else the Lanczos baseline."""
+    demos = [e.name for e in manager.catalog.entries(UPSCALE) if e.source == "demo"]
+    return demos[0] if demos else "Lanczos"
+
+
 def model_controls(manager, name: str) -> dict:
     """What the chosen model takes: its scales, and for a diffusion model its defaults and options."""
     if name in BASELINES:
@@ -52,8 +58,7 @@ def request_from_inputs(image_path, model, scale, prompt, negative, noise_level,
 def build(engine) -> dict:
     manager = engine.manager
     choices = model_choices(manager)
-    demos = [e.name for e in manager.catalog.entries(UPSCALE) if e.source == "demo"]
-    initial = demos[0] if demos else "Lanczos"
+    initial = default_model(manager)
     first = model_controls(manager, initial)
     with gr.Tab("Super-resolution", id="upscale"):
         with gr.Row():
