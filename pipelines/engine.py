@@ -106,39 +106,36 @@ class Engine:
     def submit_pointcloud(self, request: pointcloud.PointCloudRequest, owner: str | None = None,
                           save: bool = True) -> Job:
         """Queue a text/image → 3D job; each cloud is saved as a PLY and a GLB."""
-        def work(job: Job):
-            result = pointcloud.run(self.manager, request, job)
-            saved = []
-            for cloud in result.clouds:
-                ply, glb = (self.store.save_pointcloud(cloud.points, cloud.colors, cloud.parameters, "pointcloud",
-                                                       str(cloud.seed)) if save else (None, None))
-                saved.append(SavedCloud(ply, glb, cloud))
-            return saved, result.warnings
+        def keep(result):
+            return [SavedCloud(*(self.store.save_pointcloud(c.points, c.colors, c.parameters, "pointcloud", str(c.seed))
+                                 if save else (None, None)), c) for c in result.clouds]
 
-        return self.jobs.submit(work, owner=owner, label="pointcloud")
+        return self._queue(pointcloud.run, request, "pointcloud", owner, keep)
 
     def submit_video(self, request: video.VideoRequest, owner: str | None = None, save: bool = True) -> Job:
         """Queue a text/image → video job; each clip is saved as MP4, GIF, PNG frames and a JSON."""
-        def work(job: Job):
-            result = video.run(self.manager, request, job)
-            saved = [SavedVideo(self.store.save_video(v.frames, v.fps, v.parameters, v.info, "video", str(v.seed))
-                                if save else None, v) for v in result.videos]
-            return saved, result.warnings
+        def keep(result):
+            return [SavedVideo(self.store.save_video(v.frames, v.fps, v.parameters, v.info, "video", str(v.seed))
+                               if save else None, v) for v in result.videos]
 
-        return self.jobs.submit(work, owner=owner, label="video")
+        return self._queue(video.run, request, "video", owner, keep)
 
     def submit_upscale(self, request: upscale.UpscaleRequest, owner: str | None = None, save: bool = True) -> Job:
         return self._submit(upscale.run, request, "upscale", owner, save)
 
     def _submit(self, run, request, kind: str, owner: str | None, save: bool) -> Job:
-        """Queue `run(manager, request, job)`; finished images are saved inside the job, so a client
-        that goes away loses nothing."""
+        """Queue an image job; each finished image is saved (under its own kind, else `kind`)."""
+        return self._queue(run, request, kind, owner, lambda result: [
+            SavedImage(self.save(g, g.kind or kind) if save else None, g) for g in result.images])
+
+    def _queue(self, run, request, label: str, owner: str | None, keep) -> Job:
+        """Queue `run(manager, request, job)`; `keep(result)` saves what it made inside the job, so a
+        client that goes away loses nothing."""
         def work(job: Job):
             result = run(self.manager, request, job)
-            saved = [SavedImage(self.save(g, g.kind or kind) if save else None, g) for g in result.images]
-            return saved, result.warnings
+            return keep(result), result.warnings
 
-        return self.jobs.submit(work, owner=owner, label=kind)
+        return self.jobs.submit(work, owner=owner, label=label)
 
     def save(self, generated: text2image.GeneratedImage, kind: str) -> Path:
         return self.store.save_image(generated.image, generated.parameters, kind, str(generated.seed),

@@ -12,10 +12,19 @@ embedding, so each frame is denoised exactly as the image model would denoise it
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from pipelines.errors import StudioError
+
+# A motion adapter may bring a LoRA for the base UNet (AnimateDiff v3 ships such a "domain adapter"):
+# this file beside the adapter's weights. The video path switches it on; the image tabs switch LoRAs
+# per request (pipelines.networks), so text to image never runs with it.
+SPATIAL_LORA_FILE = "spatial_lora.safetensors"
+SPATIAL_LORA = "motion_spatial"  # its adapter name while training
 
 
 def _as_list(value, n: int) -> list:
@@ -120,9 +129,34 @@ def build_motion_unet(unet, adapter, unet_name: str = "the base model", adapter_
     return model
 
 
+def use_spatial_lora(unet, adapter_dir: Path | None, adapter_name: str) -> bool:
+    """Switch on the spatial LoRA that the motion adapter in `adapter_dir` brings (loaded into `unet`
+    once) and every other LoRA off; without one, every LoRA off. True when one is on."""
+    path = Path(adapter_dir) / SPATIAL_LORA_FILE if adapter_dir is not None else None
+    loaded = set(getattr(unet, "peft_config", None) or {})
+    if path is None or not path.is_file():
+        if loaded:
+            unet.disable_lora()
+        return False
+    name = "motion_" + re.sub(r"\W", "_", adapter_name)
+    if name not in loaded:
+        from pipelines.models import check_safetensors
+
+        check_safetensors(path)
+        try:
+            unet.load_lora_adapter(str(path), prefix="unet", adapter_name=name)
+        except (ValueError, KeyError, RuntimeError, TypeError) as error:
+            raise StudioError(f"The spatial LoRA of motion adapter '{adapter_name}' does not fit the base "
+                              f"model ({str(error)[:200]}).") from None
+    unet.enable_lora()
+    unet.set_adapters([name], weights=[1.0])
+    return True
+
+
 def motion_state_dict(model) -> dict[str, torch.Tensor]:
     """The motion modules' weights of a motion UNet (what a MotionAdapter saves)."""
     return {k: v for k, v in model.state_dict().items() if "motion_modules" in k}
 
 
-__all__ = ["build_motion_unet", "check_adapter_fits", "TimeAndTextEmbedding", "motion_state_dict"]
+__all__ = ["build_motion_unet", "check_adapter_fits", "TimeAndTextEmbedding", "motion_state_dict", "use_spatial_lora",
+           "SPATIAL_LORA_FILE"]

@@ -265,10 +265,12 @@ def text_pipeline(manager: ModelManager, s: Settings):
     """AnimateDiff on the loaded base: the motion UNet shares the base UNet's modules (built once per base)."""
     from diffusers import AnimateDiffPipeline
 
-    from pipelines.motion_unet import build_motion_unet
+    from pipelines.motion_unet import build_motion_unet, use_spatial_lora
 
     base_pipe = manager.pipeline(s.base, "text2image")
     adapter = load_adapter(manager, s.entry)
+    # the adapter's own LoRA for the base UNet on, any LoRA of an earlier image job off
+    use_spatial_lora(base_pipe.unet, None if s.entry.source == "hub" else Path(s.entry.location), s.entry.name)
     key = f"motion-unet:{s.entry.name}"
     if key not in manager.extras:
         manager.extras[key] = build_motion_unet(base_pipe.unet, adapter, s.base.name, s.entry.name)

@@ -329,6 +329,22 @@ def test_controlnet_tab_offers_the_demo_controlnet_and_the_shape_follows_the_map
     assert np.hypot(verdict.centroid[0] - 22, verdict.centroid[1] - 40) <= 6, verdict.centroid
 
 
+def test_model_refresh_lists_a_controlnet_added_while_the_studio_runs(page, models_dir):
+    from tiny_models import save_tiny_controlnet
+
+    save_tiny_controlnet(models_dir / "controlnet" / "tiny-cn-added-later")
+    open_tab(page, "ControlNet", "#controlnet_generate")
+    listed = page.get_by_role("option", name="controlnet/tiny-cn-added-later")
+    page.locator("#cn0_model input").click()
+    assert listed.count() == 0  # not there before the refresh: the test can fail
+    page.keyboard.press("Escape")
+    page.locator("#controlnet_refresh_models").click()
+    page.wait_for_timeout(1500)
+    page.locator("#cn0_model input").click()
+    listed.wait_for(timeout=30_000)
+    page.keyboard.press("Escape")
+
+
 def test_video_tab_generates_plays_and_sends_a_frame(page, engine):
     import imageio.v3 as iio
 

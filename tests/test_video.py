@@ -17,7 +17,7 @@ from pipelines.errors import StudioError
 from pipelines.export import OutputStore, read_mp4_comment
 from pipelines.metadata import read_parameters
 from tiny_models import save_tiny_sd
-from tiny_video import save_tiny_motion_adapter, save_tiny_svd
+from tiny_video import save_tiny_motion_adapter, save_tiny_spatial_lora, save_tiny_svd
 
 DEMO = "assets/models/shapes-sd"
 
@@ -128,6 +128,36 @@ def test_adapter_that_does_not_fit_names_both_models(video_engine):
         run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/wide-adapter")
     text = str(error.value)
     assert "motion/wide-adapter" in text and "tiny-sd" in text and "[64, 128]" in text and "[32, 64]" in text
+
+
+def test_an_adapters_spatial_lora_is_on_for_video_and_off_for_images(video_engine, video_dir):
+    """A motion adapter may bring a LoRA for the base UNet (spatial_lora.safetensors beside it, as the
+    demo adapter does): video runs with it, the next image is exactly what it was before."""
+    from pipelines.text2image import Text2ImageRequest
+
+    save_tiny_spatial_lora(save_tiny_motion_adapter(video_dir / "motion" / "lora-adapter"), video_dir / "tiny-sd")
+
+    def image():
+        saved, _ = video_engine.submit_text2image(Text2ImageRequest(
+            prompt="a red circle", model="tiny-sd", width=64, height=64, steps=2, seed=3), save=False).outcome()
+        return np.asarray(saved[0].generated.image)
+
+    def clip(adapter):
+        saved, _ = run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model=adapter,
+                           frames=2, seed=5)
+        return saved[0].generated.frames
+
+    before, plain = image(), clip("motion/tiny-adapter")   # the same adapter weights, without the LoRA
+    assert not np.array_equal(clip("motion/lora-adapter"), plain)  # the LoRA acts in video
+    assert np.array_equal(image(), before)                          # and is off for the image after it
+    assert np.array_equal(clip("motion/tiny-adapter"), plain)       # and for an adapter without one
+
+
+def test_a_corrupt_spatial_lora_is_a_clear_error(video_engine, video_dir):
+    folder = save_tiny_motion_adapter(video_dir / "motion" / "broken-lora-adapter")
+    (folder / "spatial_lora.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(StudioError, match="spatial_lora.safetensors|corrupt|truncated"):
+        run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/broken-lora-adapter")
 
 
 def test_video_models_are_listed_only_for_the_video_tab(video_engine):

@@ -19,6 +19,21 @@ def save_tiny_motion_adapter(folder: Path, block_out_channels=(32, 64), seed: in
     return folder
 
 
+def save_tiny_spatial_lora(folder: Path, base: Path, seed: int = 0) -> Path:
+    """A spatial LoRA for the base UNet in `base` beside a motion adapter in `folder`, as the demo
+    adapter's training writes it; random (not zero) so it acts."""
+    from diffusers import UNet2DConditionModel
+
+    from pipelines.demo.train_motion import add_spatial_lora, save_spatial_lora
+
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in add_spatial_lora(unet).values():
+            p.normal_(0, 0.3)
+    return save_spatial_lora(unet, folder)
+
+
 def svd_components() -> dict:
     from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler,
                            UNetSpatioTemporalConditionModel)

@@ -89,11 +89,17 @@ def build(engine) -> dict:
         show.click(preview, [image, preprocessor, low, high, width, height], map_box, api_visibility="private")
         image.change(lambda: None, None, map_box, api_visibility="private")  # a new input needs a new map
 
+    unit_models = [unit[3] for unit in units]
+
     def fit(base, *current):  # a base model of the other kind gets a ControlNet of its own kind
+        names = controlnet_names(manager.catalog.models_dir)
         return [fitting_controlnet(names, is_demo(base), name) for name in current]
 
-    model.change(fit, [model, *[unit[3] for unit in units]], [unit[3] for unit in units], queue=False,
+    model.change(fit, [model, *unit_models], unit_models, queue=False,
                  api_visibility="private")  # instant, and never waits behind (or delays) queued events
+    # the model list's ↻ also finds ControlNets added to models/controlnet since the studio started
+    refresh.click(lambda: [gr.update(choices=controlnet_names(manager.catalog.models_dir))] * UNITS, None,
+                  unit_models, api_visibility="private")
 
     unit_inputs = [widget for unit in units for widget in unit[:10]]
     settings = [row.prompt, row.negative, model, sampling.sampler, sampling.steps, sampling.cfg, width, height,
