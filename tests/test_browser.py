@@ -148,7 +148,8 @@ def test_send_to_super_resolution_upscale_and_compare(page, engine):
     source_info = page.locator("#txt2img_info textarea").input_value()  # the gallery image being sent
     page.locator("#txt2img_send_to_upscale").click()
     page.locator("#upscale_image img").first.wait_for(timeout=30_000)
-    assert page.locator("#upscale_model input").input_value() == "Lanczos"  # no upscaler model installed here
+    # the built-in demo upscaler (assets/models/shapes-upscaler) is the tab's first choice
+    assert page.locator("#upscale_model input").input_value() == "Shapes upscaler (x4)"
     page.locator("#upscale_generate").click()
     page.wait_for_function("() => { const i = [...document.querySelectorAll('#upscale_compare img')];"
                            " return i.length >= 2 && i.every(x => x.complete && x.naturalWidth > 0); }",
@@ -161,7 +162,7 @@ def test_send_to_super_resolution_upscale_and_compare(page, engine):
         assert after.size == (64 * 4, 64 * 4)
         text = metadata.read_parameters(after)
         assert text == info and text.startswith(source_info)  # the source's parameters, the step appended
-    assert "Upscaler: Lanczos" in info and "Upscale by: 4" in info
+    assert "Upscaler: Shapes upscaler (x4)" in info and "Upscale by: 4" in info and "Upscale tile: 16 overlap 4" in info
 
 
 def test_xy_grid_in_the_browser(page, engine):
