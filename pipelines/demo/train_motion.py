@@ -276,7 +276,9 @@ def train(run_dir: Path, args, device) -> None:
     emb.register_hook(lambda g: g * mask)  # only the motion words' rows learn
     names, params = _trainables(adapter, lora, te)
     ema = [p.detach().clone() for p in params]
-    opt = torch.optim.AdamW([{"params": params[:-1], "weight_decay": 0.01},
+    n_adapter = len(params) - len(lora) - 1
+    opt = torch.optim.AdamW([{"params": params[:n_adapter], "weight_decay": 0.01},
+                             {"params": params[n_adapter:-1], "weight_decay": 0.0},
                              {"params": params[-1:], "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.99))
     print(f"[motion] adapter {sum(p.numel() for p in adapter.parameters()) / 1e6:.2f} M params, spatial LoRA "
           f"{sum(p.numel() for p in lora.values()) / 1e3:.1f} k, {len(tokenizer) - OLD_VOCAB} new token rows, "
@@ -294,7 +296,9 @@ def train(run_dir: Path, args, device) -> None:
     sched = DDPMScheduler(**scheduler_config())
     abar = sched.alphas_cumprod.to(device)
     snr = abar / (1 - abar)
-    weight = torch.clamp(snr, max=args.snr_gamma) / (snr + 1)
+    # min-SNR-γ for v-prediction; γ = 0: plain v loss, which keeps the highest noise levels weighted
+    # (min-SNR gives them ~0, yet that is where a clip's motion, and so its direction, is decided)
+    weight = torch.clamp(snr, max=args.snr_gamma) / (snr + 1) if args.snr_gamma > 0 else torch.ones_like(snr)
     bank = MotionCaptionBank(tokenizer, device)
     gen = torch.Generator().manual_seed(args.seed * 1000 + step)
     t0, losses = time.time(), []
@@ -323,16 +327,16 @@ def train(run_dir: Path, args, device) -> None:
         lab = labels[idx]
         ids = bank.ids[bank.index(lab, gen, CAPTION_DROPOUT).to(device)]
         noise = torch.randn(x0.shape, generator=gen).to(device)
-        # half the clips at high noise (t >= 400), where a sample's layout, and so the motion, is decided
+        # a share of the clips at high noise, where a sample's layout, and so the motion, is decided
         t = torch.where(torch.rand(args.batch, generator=gen) < args.high_noise,
-                        torch.randint(400, 1000, (args.batch,), generator=gen),
+                        torch.randint(args.high_noise_from, 1000, (args.batch,), generator=gen),
                         torch.randint(0, 1000, (args.batch,), generator=gen)).to(device)
         a = abar[t].sqrt().view(-1, 1, 1, 1, 1)
         s = (1 - abar[t]).sqrt().view(-1, 1, 1, 1, 1)
         xt = a * x0 + s * noise
         v = a * noise - s * x0
-        opt.param_groups[0]["lr"] = lr_at(step)
-        opt.param_groups[1]["lr"] = lr_at(step) * args.word_lr_scale
+        for group, scale in zip(opt.param_groups, (1.0, args.lora_lr_scale, args.word_lr_scale)):
+            group["lr"] = lr_at(step) * scale
         cond = te(ids)[0].repeat_interleave(FRAMES, dim=0)
         pred = model(xt, t, encoder_hidden_states=cond).sample
         loss = (weight[t] * ((pred.float() - v) ** 2).mean(dim=(1, 2, 3, 4))).mean()
@@ -416,8 +420,7 @@ def build_eval_pipeline(base_dir: Path, adapter_dir: Path, device, sampler: str 
     from diffusers import DDIMScheduler
     te_dir = base_dir / "text_encoder"
     tok_dir = base_dir / "tokenizer"
-    if (adapter_dir.parent / "text_encoder").is_dir() and not json.loads(
-            (te_dir / "config.json").read_text()).get("vocab_size", 0) > OLD_VOCAB:
+    if (adapter_dir.parent / "text_encoder").is_dir():  # an export: its motion words are what publish installs
         te_dir, tok_dir = adapter_dir.parent / "text_encoder", adapter_dir.parent / "tokenizer"
     vae = AutoencoderKL.from_pretrained(base_dir / "vae", torch_dtype=torch.float32)
     unet = UNet2DConditionModel.from_pretrained(base_dir / "unet", torch_dtype=torch.float32)
@@ -496,9 +499,12 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--word-lr-scale", type=float, default=1.0,
                     help="learning rate of the motion words' embeddings, relative to --lr")
+    ap.add_argument("--lora-lr-scale", type=float, default=1.0,
+                    help="learning rate of the spatial LoRA, relative to --lr")
     ap.add_argument("--ema", type=float, default=0.999)
-    ap.add_argument("--high-noise", type=float, default=0.5, help="share of clips drawn at t >= 400")
-    ap.add_argument("--snr-gamma", type=float, default=5.0)
+    ap.add_argument("--high-noise", type=float, default=0.5, help="share of clips drawn at t >= --high-noise-from")
+    ap.add_argument("--high-noise-from", type=int, default=400)
+    ap.add_argument("--snr-gamma", type=float, default=5.0, help="min-SNR-γ loss weighting; 0: plain v loss")
     ap.add_argument("--ckpt-every", type=int, default=1000)
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--eval-seeds", type=int, default=2, help="seeds per prompt (84 prompts)")
