@@ -129,6 +129,21 @@ def build_motion_unet(unet, adapter, unet_name: str = "the base model", adapter_
     return model
 
 
+def _check_lora_targets(unet, path: Path, adapter_name: str) -> None:
+    """Every layer the LoRA names must be a layer of `unet`: diffusers only warns about the others and
+    loads the rest, which would animate with half a LoRA."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        layers = {re.sub(r"^unet\.|\.lora_[AB](\.\w+)?\.weight$", "", key) for key in f.keys()}
+    names = {name for name, _ in unet.named_modules()}
+    missing = sorted(layer for layer in layers if layer not in names)
+    if missing:
+        raise StudioError(f"The spatial LoRA of motion adapter '{adapter_name}' was made for another base model: "
+                          f"this one has no layer {missing[0]!r} ({len(missing)} of its {len(layers)} layers are "
+                          f"missing). Pick the base model the adapter was trained on.")
+
+
 def use_spatial_lora(unet, adapter_dir: Path | None, adapter_name: str) -> bool:
     """Switch on the spatial LoRA that the motion adapter in `adapter_dir` brings (loaded into `unet`
     once) and every other LoRA off; without one, every LoRA off. True when one is on."""
@@ -143,6 +158,7 @@ def use_spatial_lora(unet, adapter_dir: Path | None, adapter_name: str) -> bool:
         from pipelines.models import check_safetensors
 
         check_safetensors(path)
+        _check_lora_targets(unet, path, adapter_name)
         try:
             unet.load_lora_adapter(str(path), prefix="unet", adapter_name=name)
         except (ValueError, KeyError, RuntimeError, TypeError) as error:

@@ -160,6 +160,18 @@ def test_a_corrupt_spatial_lora_is_a_clear_error(video_engine, video_dir):
         run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/broken-lora-adapter")
 
 
+def test_a_spatial_lora_for_another_base_is_a_clear_error(video_engine, video_dir):
+    """A LoRA naming layers the base UNet lacks is refused (diffusers would load the rest and only warn)."""
+    from safetensors.torch import load_file, save_file
+
+    folder = save_tiny_motion_adapter(video_dir / "motion" / "foreign-lora-adapter")
+    path = save_tiny_spatial_lora(folder, video_dir / "tiny-sd")
+    tensors = load_file(str(path))
+    save_file({k.replace("attn2.to_k", "attn2.to_k_other"): v for k, v in tensors.items()}, str(path))
+    with pytest.raises(StudioError, match="made for another base model.*to_k_other"):
+        run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/foreign-lora-adapter")
+
+
 def test_video_models_are_listed_only_for_the_video_tab(video_engine):
     catalog = video_engine.manager.catalog
     assert "tiny-svd" not in catalog.names("text2image") and "tiny-svd" in catalog.names("video")
