@@ -182,6 +182,9 @@ def add_spatial_lora(unet) -> dict[str, torch.nn.Parameter]:
 
     targets = [n for n, _ in unet.named_modules()
                if n.endswith(("attn2.to_k", "attn2.to_v")) and not n.startswith("down_blocks.")]
+    # and on the attention-pooled text embedding that is added to the timestep embedding: through
+    # it a prompt's direction reaches every resnet, and so the input of every motion module
+    targets += [n for n, m in unet.named_modules() if n.startswith("add_embedding.") and isinstance(m, torch.nn.Linear)]
     unet.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, init_lora_weights=True,
                                 target_modules=targets), adapter_name=SPATIAL_LORA)
     named = {n: p for n, p in unet.named_parameters() if "lora_" in n}
@@ -193,11 +196,12 @@ def add_spatial_lora(unet) -> dict[str, torch.nn.Parameter]:
 def save_spatial_lora(unet, folder: Path) -> Path:
     """The UNet's spatial LoRA (fp16, diffusers LoRA format) as `SPATIAL_LORA_FILE` in `folder`."""
     from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    state = {k: v.detach().cpu().half().clone() for k, v in convert_state_dict_to_diffusers(
-        get_peft_model_state_dict(unet, adapter_name=SPATIAL_LORA)).items()}
+    # PEFT's own key names (diffusers' convert_state_dict_to_diffusers would rename the pooling's
+    # q/k/v_proj to an old text-encoder layout that load_lora_adapter no longer reads)
+    state = {k: v.detach().cpu().half().clone()
+             for k, v in get_peft_model_state_dict(unet, adapter_name=SPATIAL_LORA).items()}
     StableDiffusionPipeline.save_lora_weights(str(folder), unet_lora_layers=state, weight_name=SPATIAL_LORA_FILE,
                                               safe_serialization=True)
     return Path(folder) / SPATIAL_LORA_FILE
@@ -457,6 +461,35 @@ def evaluate(pipe, seeds: list[int], steps: int = 20, cfg: float = 4.0, frames: 
             "steps": steps, "cfg": cfg, "frames": frames}
 
 
+@torch.no_grad()
+def first_step_travel(pipe, n: int = 8, cfg: float = 4.0, seed: int = 1) -> dict[str, tuple[float, float]]:
+    """Where the sampler's first step (t = 999, pure noise) puts a red circle: for each prompted
+    direction, the mean (dx, dy) in pixels from the first to the last frame of the clean clip it
+    predicts, over `n` noises shared by every direction. A model that follows the prompt moves
+    these the prompted way; one whose layout comes from the noise gives the same numbers for all."""
+    te, tok, unet, vae = pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.vae
+    abar = pipe.scheduler.alphas_cumprod[999]
+    x = torch.randn(n, 4, FRAMES, 16, 16, generator=torch.Generator().manual_seed(seed)).to(unet.device)
+    t = torch.full((n,), 999, device=unet.device)
+
+    def states(text):
+        ids = tok([text], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
+        return te(ids.to(x.device))[0].repeat(n * FRAMES, 1, 1)
+
+    empty = unet(x, t, encoder_hidden_states=states("")).sample
+    ys, xs = torch.meshgrid(torch.arange(64.0, device=x.device), torch.arange(64.0, device=x.device), indexing="ij")
+    out = {}
+    for direction in world.DIRECTIONS:
+        cond = unet(x, t, encoder_hidden_states=states(f"a red circle moving {direction} on a blue background")).sample
+        x0 = abar.sqrt() * x - (1 - abar).sqrt() * (empty + cfg * (cond - empty))
+        img = vae.decode(x0.permute(0, 2, 1, 3, 4).reshape(-1, 4, 16, 16) / vae.config.scaling_factor).sample
+        red = (img[:, 0] - img[:, 2]).clamp(min=0).reshape(n, FRAMES, 64, 64)   # red over the blue background
+        w = red / red.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+        cx, cy = (w * xs).sum((2, 3)), (w * ys).sum((2, 3))
+        out[direction] = (float((cx[:, -1] - cx[:, 0]).mean()), float((cy[:, -1] - cy[:, 0]).mean()))
+    return out
+
+
 def publish(run_dir: Path, metrics: dict | None) -> None:
     """export -> assets/models/shapes-motion (adapter + studio.json); the grown text encoder and
     tokenizer -> assets/models/shapes-sd (existing rows unchanged); the checkpoint -> assets/training."""
@@ -531,6 +564,7 @@ def main(argv=None) -> None:
         metrics = evaluate(pipe, seeds, args.eval_steps, args.eval_cfg,
                            prompts=eval_prompts(args.eval_prompts), device=device)
         metrics["trained_steps"] = json.loads((run_dir / "export" / "train_step.json").read_text())["step"]
+        metrics["first_step_travel_px"] = first_step_travel(pipe, cfg=args.eval_cfg)
         print(f"[motion] eval {metrics} in {time.time() - t0:.0f}s", flush=True)
         atomic_json(metrics, run_dir / "export" / "metrics.json")
         if args.publish:
