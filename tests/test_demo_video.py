@@ -4,9 +4,10 @@ docs/demo-models.md; the threshold sits below them with margin for a 16-clip sam
 
 Not tested here because it does not hold yet: that the shape moves the prompted way in most seeds
 (issue #7). The committed adapter (771 steps on a shared CPU thread) gets the direction right in
-3 of these 16 clips, chance level, and so did the training state at step 2542 (with a spatial LoRA,
-not shipped); `python -m pipelines.demo.train_motion --stage evaluate` measures it. A test for it
-belongs here once a longer run (`--resume`) learns it."""
+3 of these 16 clips, chance level; so did the training states at step 2542 and 7151 (spatial LoRA,
+longer travel; not shipped). `python -m pipelines.demo.train_motion --stage evaluate` measures it,
+and its `first_step_travel_px` shows why (docs/demo-models.md). A test for it belongs here once a
+longer run (`--resume`) learns it."""
 
 from __future__ import annotations
 
