@@ -163,9 +163,8 @@ def sample_batch(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[Sce
 # ----------------------------------------------------------------------------- motion (video)
 DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 MOTION_MAX_RADIUS = 15    # moving shapes are a little smaller, to leave room to travel
-# pixels from the first to the last frame: most of the frame, so where a clip starts and ends says
-# which way it moves (with 10-24 px the demo adapter learned no direction in 2542 steps, nor with
-# 20-34 px in 1500 more: the prompt's direction explained too little of a noisy clip's content)
+# pixels from the first to the last frame: most of the frame (trained on 10-24 px, the demo adapter
+# moved its shapes ~2 px; on this, 17-30 px, though still not the prompted way: docs/demo-models.md)
 MIN_TRAVEL, MAX_TRAVEL = 28.0, 44.0
 
 
