@@ -284,8 +284,9 @@ def download_if_online(repo_id: str) -> str:
         return repo_id
 
 
-def check_safetensors(path: Path) -> None:
-    """Read a .safetensors header; a corrupt or truncated file is a clear error, not a crash later."""
+def check_safetensors(path: Path) -> list[str]:
+    """Read a .safetensors header; a corrupt or truncated file is a clear error, not a crash later.
+    Returns the tensor names."""
     from safetensors import safe_open
 
     try:
@@ -295,6 +296,7 @@ def check_safetensors(path: Path) -> None:
         raise StudioError(f"'{path.name}' is not a valid .safetensors file ({error}).") from None
     if not keys:
         raise StudioError(f"'{path.name}' holds no tensors.")
+    return keys
 
 
 # Task → the diffusers auto class that builds that task's pipeline on the loaded components.

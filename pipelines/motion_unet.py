@@ -129,13 +129,10 @@ def build_motion_unet(unet, adapter, unet_name: str = "the base model", adapter_
     return model
 
 
-def _check_lora_targets(unet, path: Path, adapter_name: str) -> None:
-    """Every layer the LoRA names must be a layer of `unet`: diffusers only warns about the others and
-    loads the rest, which would animate with half a LoRA."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        layers = {re.sub(r"^unet\.|\.lora_[AB](\.\w+)?\.weight$", "", key) for key in f.keys()}
+def _check_lora_targets(unet, keys: list[str], adapter_name: str) -> None:
+    """Every layer the LoRA's tensor names name must be a layer of `unet`: diffusers only warns about
+    the others and loads the rest, which would animate with half a LoRA."""
+    layers = {re.sub(r"^unet\.|\.lora_[AB](\.\w+)?\.weight$", "", key) for key in keys}
     names = {name for name, _ in unet.named_modules()}
     missing = sorted(layer for layer in layers if layer not in names)
     if missing:
@@ -157,8 +154,7 @@ def use_spatial_lora(unet, adapter_dir: Path | None, adapter_name: str) -> bool:
     if name not in loaded:
         from pipelines.models import check_safetensors
 
-        check_safetensors(path)
-        _check_lora_targets(unet, path, adapter_name)
+        _check_lora_targets(unet, check_safetensors(path), adapter_name)
         try:
             unet.load_lora_adapter(str(path), prefix="unet", adapter_name=name)
         except (ValueError, KeyError, RuntimeError, TypeError) as error:

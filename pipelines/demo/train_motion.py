@@ -36,7 +36,8 @@ from safetensors.torch import load_file
 from . import world
 from .judge import judge
 from .tokenizer import MOTION_WORDS, build_tokenizer, check_tokenizer
-from .train import atomic_json, atomic_save, optimizer_step, pick_device, scheduler_config, to_tensor
+from .train import (atomic_json, atomic_save, decode_to_uint8, optimizer_step, pick_device, scheduler_config,
+                    to_tensor)
 from ..motion_unet import SPATIAL_LORA, SPATIAL_LORA_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -467,24 +468,21 @@ def first_step_travel(pipe, n: int = 8, cfg: float = 4.0, seed: int = 1) -> dict
     direction, the mean (dx, dy) in pixels from the first to the last frame of the clean clip it
     predicts, over `n` noises shared by every direction. A model that follows the prompt moves
     these the prompted way; one whose layout comes from the noise gives the same numbers for all."""
-    te, tok, unet, vae = pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.vae
+    unet, vae = pipe.unet, pipe.vae
     abar = pipe.scheduler.alphas_cumprod[999]
     x = torch.randn(n, 4, FRAMES, 16, 16, generator=torch.Generator().manual_seed(seed)).to(unet.device)
     t = torch.full((n,), 999, device=unet.device)
-
-    def states(text):
-        ids = tok([text], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
-        return te(ids.to(x.device))[0].repeat(n * FRAMES, 1, 1)
-
-    empty = unet(x, t, encoder_hidden_states=states("")).sample
-    ys, xs = torch.meshgrid(torch.arange(64.0, device=x.device), torch.arange(64.0, device=x.device), indexing="ij")
+    ys, xs = np.mgrid[0:64, 0:64]
     out = {}
     for direction in world.DIRECTIONS:
-        cond = unet(x, t, encoder_hidden_states=states(f"a red circle moving {direction} on a blue background")).sample
-        x0 = abar.sqrt() * x - (1 - abar).sqrt() * (empty + cfg * (cond - empty))
-        img = vae.decode(x0.permute(0, 2, 1, 3, 4).reshape(-1, 4, 16, 16) / vae.config.scaling_factor).sample
-        red = (img[:, 0] - img[:, 2]).clamp(min=0).reshape(n, FRAMES, 64, 64)   # red over the blue background
-        w = red / red.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+        cond, empty = pipe.encode_prompt(f"a red circle moving {direction} on a blue background", unet.device,
+                                         n * FRAMES, True, "")
+        v_empty = unet(x, t, encoder_hidden_states=empty).sample
+        v = v_empty + cfg * (unet(x, t, encoder_hidden_states=cond).sample - v_empty)
+        x0 = abar.sqrt() * x - (1 - abar).sqrt() * v
+        frames = decode_to_uint8(vae, x0.permute(0, 2, 1, 3, 4).reshape(-1, 4, 16, 16) / vae.config.scaling_factor)
+        red = np.clip(frames[..., 0].astype(np.float64) - frames[..., 2], 0, None).reshape(n, FRAMES, 64, 64)
+        w = red / np.maximum(red.sum(axis=(2, 3), keepdims=True), 1e-6)     # red over the blue background
         cx, cy = (w * xs).sum((2, 3)), (w * ys).sum((2, 3))
         out[direction] = (float((cx[:, -1] - cx[:, 0]).mean()), float((cy[:, -1] - cy[:, 0]).mean()))
     return out
