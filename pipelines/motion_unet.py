@@ -141,28 +141,56 @@ def _check_lora_targets(unet, keys: list[str], adapter_name: str) -> None:
                           f"missing). Pick the base model the adapter was trained on.")
 
 
-def use_spatial_lora(unet, adapter_dir: Path | None, adapter_name: str) -> bool:
-    """Switch on the spatial LoRA that the motion adapter in `adapter_dir` brings (loaded into `unet`
-    once) and every other LoRA off; without one, every LoRA off. True when one is on."""
+def use_spatial_lora(unet, adapter_dir: Path | None, adapter_name: str, text_encoder=None) -> bool:
+    """Switch on the spatial LoRA that the motion adapter in `adapter_dir` brings (loaded into `unet`,
+    and into `text_encoder` where it has text-encoder layers, once) and every other LoRA off; without
+    one, every LoRA off. True when one is on."""
+    from diffusers.utils.peft_utils import set_adapter_layers, set_weights_and_activate_adapters
+
     path = Path(adapter_dir) / SPATIAL_LORA_FILE if adapter_dir is not None else None
-    loaded = set(getattr(unet, "peft_config", None) or {})
+    encoder = text_encoder if getattr(text_encoder, "peft_config", None) else None
     if path is None or not path.is_file():
-        if loaded:
+        if getattr(unet, "peft_config", None):
             unet.disable_lora()
+        if encoder is not None:
+            set_adapter_layers(encoder, enabled=False)
         return False
     name = "motion_" + re.sub(r"\W", "_", adapter_name)
-    if name not in loaded:
-        from pipelines.models import check_safetensors
-
-        _check_lora_targets(unet, check_safetensors(path), adapter_name)
-        try:
-            unet.load_lora_adapter(str(path), prefix="unet", adapter_name=name)
-        except (ValueError, KeyError, RuntimeError, TypeError) as error:
-            raise StudioError(f"The spatial LoRA of motion adapter '{adapter_name}' does not fit the base "
-                              f"model ({str(error)[:200]}).") from None
+    if name not in (getattr(unet, "peft_config", None) or {}):
+        _load_spatial_lora(unet, text_encoder, path, name, adapter_name)
     unet.enable_lora()
     unet.set_adapters([name], weights=[1.0])
+    if text_encoder is not None and getattr(text_encoder, "peft_config", None):
+        set_adapter_layers(text_encoder, enabled=True)
+        if name in text_encoder.peft_config:
+            set_weights_and_activate_adapters(text_encoder, [name], [1.0])
+        else:  # an adapter without text-encoder layers: the encoder's other LoRAs stay off
+            set_adapter_layers(text_encoder, enabled=False)
     return True
+
+
+def _load_spatial_lora(unet, text_encoder, path: Path, name: str, adapter_name: str) -> None:
+    from safetensors.torch import load_file
+
+    from pipelines.models import check_safetensors
+
+    keys = check_safetensors(path)
+    unet_keys = [key for key in keys if not key.startswith("text_encoder.")]
+    _check_lora_targets(unet, unet_keys, adapter_name)
+    text_keys = [key for key in keys if key.startswith("text_encoder.")]
+    if text_keys and text_encoder is None:
+        raise StudioError(f"The spatial LoRA of motion adapter '{adapter_name}' has text-encoder layers, "
+                          f"but the base model has no text encoder to put them in.")
+    try:
+        unet.load_lora_adapter(str(path), prefix="unet", adapter_name=name)
+        if text_keys:
+            from diffusers import StableDiffusionPipeline
+
+            state = {key: value for key, value in load_file(str(path)).items() if key.startswith("text_encoder.")}
+            StableDiffusionPipeline.load_lora_into_text_encoder(state, None, text_encoder, adapter_name=name)
+    except (ValueError, KeyError, RuntimeError, TypeError) as error:
+        raise StudioError(f"The spatial LoRA of motion adapter '{adapter_name}' does not fit the base "
+                          f"model ({str(error)[:200]}).") from None
 
 
 def motion_state_dict(model) -> dict[str, torch.Tensor]:

@@ -34,6 +34,9 @@ MIN_FRAMES, MAX_FRAMES = 2, 32
 MIN_FPS, MAX_FPS = 1, 30
 MAX_MOTION_BUCKET = 255
 MAX_NOISE_AUG = 1.0
+# text → video: each frame starts from its own noise, or all from the same one (ComfyUI's
+# AnimateDiff "constant" noise); a motion adapter's card says which it was trained for
+FRAME_NOISES = ("independent", "shared")
 ADAPTER, SVD = "MotionAdapter", "StableVideoDiffusionPipeline"
 SUBFOLDER = "motion"  # local motion adapters live in <models dir>/motion/<name>/ (config.json + weights)
 HUB_ADAPTER = ModelEntry("guoyww/animatediff-motion-adapter-v1-5-3", "hub", "guoyww/animatediff-motion-adapter-v1-5-3",
@@ -64,6 +67,7 @@ class VideoRequest:
     motion_bucket: int = 127  # image → video: how much motion (SVD's motion bucket id)
     noise_aug: float = 0.02  # image → video: noise added to the conditioning image
     decode_chunk: int = 8  # frames decoded by the VAE at once (fewer = less memory)
+    frame_noise: str | None = None  # text → video: FRAME_NOISES; None → the adapter's card, else independent
 
 
 @dataclass
@@ -191,6 +195,7 @@ class Settings:
     height: int
     seed: int
     image: Image.Image | None
+    frame_noise: str = "independent"
 
 
 def resolve_settings(manager: ModelManager, request: VideoRequest) -> Settings:
@@ -217,7 +222,8 @@ def resolve_settings(manager: ModelManager, request: VideoRequest) -> Settings:
                  sampler=request.sampler or (info.get("sampler") or defaults.sampler if request.mode == "text" else entry.sampler),
                  steps=int(request.steps if request.steps is not None else info.get("steps", defaults.steps)),
                  cfg_scale=float(request.cfg_scale if request.cfg_scale is not None else info.get("cfg_scale", defaults.cfg_scale)),
-                 width=int(width), height=int(height), seed=resolve_seed(request.seed), image=image)
+                 width=int(width), height=int(height), seed=resolve_seed(request.seed), image=image,
+                 frame_noise=request.frame_noise or info.get("frame_noise", "independent"))
     validate(request, s)
     return s
 
@@ -236,6 +242,8 @@ def validate(request: VideoRequest, s: Settings) -> None:
             raise StudioError(f"Noise augmentation must be between 0 and {MAX_NOISE_AUG:g} (got {request.noise_aug:g}).")
         if s.cfg_scale < 1:
             raise StudioError(f"Image → video guidance must be at least 1 (got {s.cfg_scale:g}).")
+    if s.frame_noise not in FRAME_NOISES:
+        raise StudioError(f"Frame noise must be one of {', '.join(FRAME_NOISES)} (got {s.frame_noise!r}).")
     if not 1 <= int(request.decode_chunk) <= MAX_FRAMES:
         raise StudioError(f"Decode chunk must be between 1 and {MAX_FRAMES} frames (got {request.decode_chunk}).")
 
@@ -270,7 +278,8 @@ def text_pipeline(manager: ModelManager, s: Settings):
     base_pipe = manager.pipeline(s.base, "text2image")
     adapter = load_adapter(manager, s.entry)
     # the adapter's own LoRA for the base UNet on, any LoRA of an earlier image job off
-    use_spatial_lora(base_pipe.unet, None if s.entry.source == "hub" else Path(s.entry.location), s.entry.name)
+    use_spatial_lora(base_pipe.unet, None if s.entry.source == "hub" else Path(s.entry.location), s.entry.name,
+                     base_pipe.text_encoder)
     key = f"motion-unet:{s.entry.name}"
     if key not in manager.extras:
         manager.extras[key] = build_motion_unet(base_pipe.unet, adapter, s.base.name, s.entry.name)
@@ -318,7 +327,8 @@ def run(manager: ModelManager, request: VideoRequest, progress) -> VideoResult:
         warnings += prompt_warnings(pipe, request.prompt) + prompt_warnings(pipe, request.negative_prompt)
         args = dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None, num_frames=s.frames,
                     height=s.height, width=s.width, num_inference_steps=s.steps, guidance_scale=s.cfg_scale,
-                    generator=generator, output_type="np", callback_on_step_end=on_step, decode_chunk_size=chunk)
+                    generator=generator, output_type="np", callback_on_step_end=on_step, decode_chunk_size=chunk,
+                    latents=shared_noise(pipe, s, generator) if s.frame_noise == "shared" else None)
     else:
         pipe = image_pipeline(manager, s.entry)
         image = s.image.resize((s.width, s.height), Image.LANCZOS)
@@ -337,6 +347,15 @@ def run(manager: ModelManager, request: VideoRequest, progress) -> VideoResult:
     return VideoResult([GeneratedVideo(clip, s.fps, s.seed, parameters, info)], warnings)
 
 
+def shared_noise(pipe, s: Settings, generator: torch.Generator) -> torch.Tensor:
+    """The starting latents of a clip whose frames all start from the same noise (seeded like the
+    image tabs: on the CPU, so a seed gives the same clip on any device)."""
+    factor = pipe.vae_scale_factor
+    shape = (1, pipe.unet.config.in_channels, 1, s.height // factor, s.width // factor)
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    return noise.expand(-1, -1, s.frames, -1, -1).contiguous().to(pipe.unet.device, pipe.unet.dtype)
+
+
 def describe(request: VideoRequest, s: Settings) -> tuple[str, dict]:
     """The A1111-style parameters line (PNG frames, MP4 comment) and the JSON saved beside the files."""
     text_mode = request.mode == "text"
@@ -344,6 +363,7 @@ def describe(request: VideoRequest, s: Settings) -> tuple[str, dict]:
               "CFG scale": f"{s.cfg_scale:g}", "Seed": s.seed, "Size": f"{s.width}x{s.height}",
               "Model": s.base.name if text_mode else s.entry.name,
               "Motion adapter": s.entry.name if text_mode else None, "Frames": s.frames, "FPS": s.fps,
+              "Frame noise": s.frame_noise if text_mode else None,
               "Motion bucket": None if text_mode else int(request.motion_bucket),
               "Noise augmentation": None if text_mode else f"{float(request.noise_aug):g}", "Version": VERSION}
     parameters = metadata.format_parameters(request.prompt, request.negative_prompt, fields)
@@ -352,6 +372,7 @@ def describe(request: VideoRequest, s: Settings) -> tuple[str, dict]:
             "steps": s.steps, "cfg_scale": s.cfg_scale, "sampler": fields["Sampler"],
             "model": fields["Model"], "motion_adapter": fields["Motion adapter"],
             "motion_bucket": fields["Motion bucket"], "noise_aug": None if text_mode else float(request.noise_aug),
+            "frame_noise": fields["Frame noise"],
             "version": VERSION}
     return parameters, info
 

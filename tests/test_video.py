@@ -46,7 +46,7 @@ def run_tab(engine, **values):
 
     inputs = dict(mode_label="Text → video", prompt="", negative="", base_model="", video_model="", image=None,
                   frames=4, fps=8, motion=127, seed=1, sampler="Euler", steps=2, cfg=5.0, noise_aug=0.02,
-                  decode_chunk=2, width=64, height=64)
+                  decode_chunk=2, width=64, height=64, frame_noise=None)
     inputs.update(values)
     return engine.submit_video(request_from_inputs(**inputs)).outcome()
 
@@ -151,6 +151,76 @@ def test_an_adapters_spatial_lora_is_on_for_video_and_off_for_images(video_engin
     assert not np.array_equal(clip("motion/lora-adapter"), plain)  # the LoRA acts in video
     assert np.array_equal(image(), before)                          # and is off for the image after it
     assert np.array_equal(clip("motion/tiny-adapter"), plain)       # and for an adapter without one
+
+
+def test_spatial_lora_loads_back_as_it_was_trained(video_dir, tmp_path):
+    """The spatial LoRA covers every linear and convolution layer of the UNet (3x3 convs too) and the
+    text encoder's attention and MLP; what the studio loads from spatial_lora.safetensors gives both
+    exactly the outputs they had while training, and switching it off gives the base model back."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from pipelines.demo.train_motion import add_spatial_lora, save_spatial_lora
+    from pipelines.motion_unet import use_spatial_lora
+
+    base = video_dir / "tiny-sd"
+
+    def load():
+        return UNet2DConditionModel.from_pretrained(base / "unet"), CLIPTextModel.from_pretrained(base / "text_encoder")
+
+    def outputs(unet, text_encoder):
+        with torch.no_grad():
+            states = text_encoder(ids)[0]
+            return states, unet(x, t, encoder_hidden_states=states).sample
+
+    trained_unet, trained_text = load()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in add_spatial_lora(trained_unet, trained_text).values():
+            p.copy_(torch.randn_like(p).mul(0.3).half())  # the file keeps fp16: start from fp16 values
+    names = [n for n, _ in list(trained_unet.named_parameters()) + list(trained_text.named_parameters())]
+    assert any(".conv1.lora_A" in n for n in names) and any("self_attn.k_proj.lora_A" in n for n in names)
+    save_spatial_lora(trained_unet, tmp_path, trained_text)
+    ids, x, t = torch.tensor([[0, 5, 9, 2, 1, 1]]).repeat(2, 1), torch.randn(2, 4, 8, 8), torch.tensor([999, 500])
+    unet, text_encoder = load()
+    plain = outputs(unet, text_encoder)
+    assert use_spatial_lora(unet, tmp_path, "round-trip", text_encoder)
+    expected = outputs(trained_unet, trained_text)
+    for got, want, before in zip(outputs(unet, text_encoder), expected, plain):
+        assert not torch.allclose(before, want, atol=1e-3)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not use_spatial_lora(unet, None, "none", text_encoder)
+    for got, before in zip(outputs(unet, text_encoder), plain):
+        torch.testing.assert_close(got, before, atol=0, rtol=0)
+
+
+def test_shared_frame_noise_starts_every_frame_from_the_same_noise(video_engine, video_dir):
+    """With motion modules that do nothing (zero output projections, AnimateDiff's start), each frame is
+    the image model's own sample from its starting noise: shared noise gives one picture in every
+    frame, independent noise a different one in each; the clip records which it used."""
+    from diffusers import MotionAdapter
+
+    adapter = MotionAdapter.from_pretrained(video_dir / "motion" / "tiny-adapter")
+    with torch.no_grad():
+        for name, p in adapter.named_parameters():
+            if "proj_out" in name:
+                p.zero_()
+    adapter.save_pretrained(video_dir / "motion" / "still-adapter", safe_serialization=True)
+
+    def frames(noise):
+        saved, _ = run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/still-adapter",
+                           frames=3, seed=11, frame_noise=noise)
+        return saved[0].generated
+
+    shared, independent = frames("shared"), frames("independent")
+    def spread(clip):  # the largest difference of any frame from the first, in levels of 255
+        return max(int(np.abs(clip.frames[0].astype(int) - f).max()) for f in clip.frames[1:])
+
+    assert spread(shared) <= 1  # the same input at another batch position may round one level apart
+    assert spread(independent) > 50
+    assert "Frame noise: shared" in shared.parameters and shared.info["frame_noise"] == "shared"
+    with pytest.raises(StudioError, match="Frame noise must be one of independent, shared"):
+        frames("per-pixel")
 
 
 def test_a_corrupt_spatial_lora_is_a_clear_error(video_engine, video_dir):

@@ -23,9 +23,9 @@ def served(engine, models_dir):
 
 def video_args(mode="Text → video", prompt="a red circle", frames=4, fps=6, image=None):
     # mode, prompt, negative, base model, video model, image, frames, fps, motion, seed, sampler, steps, cfg,
-    # noise augmentation, decode chunk, width, height
+    # noise augmentation, decode chunk, width, height, frame noise
     return [mode, prompt, "", TINY, "motion/tiny-adapter", image, frames, fps, 127, 3, "Euler", 2, 5.0, 0.02, 2,
-            64, 64]
+            64, 64, "shared"]
 
 
 def test_video_endpoint_returns_a_playable_mp4_downloads_and_frames(served):

@@ -23,15 +23,17 @@ def save_tiny_spatial_lora(folder: Path, base: Path, seed: int = 0) -> Path:
     """A spatial LoRA for the base UNet in `base` beside a motion adapter in `folder`, as the demo
     adapter's training writes it; random (not zero) so it acts."""
     from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
 
     from pipelines.demo.train_motion import add_spatial_lora, save_spatial_lora
 
     unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder")
     torch.manual_seed(seed)
     with torch.no_grad():
-        for p in add_spatial_lora(unet).values():
+        for p in add_spatial_lora(unet, text_encoder).values():
             p.normal_(0, 0.3)
-    return save_spatial_lora(unet, folder)
+    return save_spatial_lora(unet, folder, text_encoder)
 
 
 def svd_components() -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.video import (MAX_FPS, MAX_FRAMES, MAX_MOTION_BUCKET, MIN_FPS, MIN_FRAMES, VideoRequest, card,
-                             model_names, models)
+from pipelines.video import (FRAME_NOISES, MAX_FPS, MAX_FRAMES, MAX_MOTION_BUCKET, MIN_FPS, MIN_FRAMES, VideoRequest,
+                             card, model_names, models)
 from studio.jobs_ui import session_of, wait_for
 from studio.widgets import GPU, as_int, model_picker, prompt_row, results_panel, sampling_controls, wire_common
 
@@ -14,7 +14,7 @@ MODES = {"Text → video": "text", "Image → video": "image"}
 
 
 def request_from_inputs(mode_label, prompt, negative, base_model, video_model, image, frames, fps, motion, seed,
-                        sampler, steps, cfg, noise_aug, decode_chunk, width, height) -> VideoRequest:
+                        sampler, steps, cfg, noise_aug, decode_chunk, width, height, frame_noise=None) -> VideoRequest:
     """The tab's controls as a request (also used by tests and the API). Sampler, steps and CFG of the image
     model do not apply to image → video, which keeps the SVD model's own defaults unless set here."""
     mode = MODES.get(mode_label, mode_label)
@@ -25,7 +25,8 @@ def request_from_inputs(mode_label, prompt, negative, base_model, video_model, i
         seed=-1 if seed is None else as_int(seed), sampler=sampler if mode == "text" else None,
         steps=as_int(steps) if mode == "text" else None, cfg_scale=cfg if mode == "text" else None,
         noise_aug=0.02 if noise_aug is None else float(noise_aug), decode_chunk=as_int(decode_chunk) or 8,
-        width=as_int(width) or None, height=as_int(height) or None)
+        width=as_int(width) or None, height=as_int(height) or None,
+        frame_noise=frame_noise if mode == "text" and frame_noise else None)
 
 
 def build(engine) -> dict:
@@ -55,6 +56,10 @@ def build(engine) -> dict:
                 with gr.Accordion("Video options", open=False):
                     noise_aug = gr.Slider(0, 1, step=0.01, value=0.02, label="Noise augmentation (image → video)",
                                           elem_id="video_noise_aug")
+                    frame_noise = gr.Radio(list(FRAME_NOISES), value=first_card.get("frame_noise", "independent"),
+                                           label="Frame noise (text → video)",
+                                           info="shared: every frame starts from the same noise; the motion adapter's "
+                                                "card sets what it was trained for", elem_id="video_frame_noise")
                     decode_chunk = gr.Slider(1, MAX_FRAMES, step=1, value=8, label="VAE decode chunk (frames)",
                                              info="fewer frames at once = less memory", elem_id="video_decode_chunk")
                     with gr.Row():
@@ -71,10 +76,10 @@ def build(engine) -> dict:
                 results.gallery.label = "Frames (PNG with parameters; select one to send it)"
 
     def run(mode_label, prompt, negative, base_model, video_model, image, frames, fps, motion, seed, sampler, steps,
-            cfg, noise_aug, decode_chunk, width, height, request: gr.Request, progress=gr.Progress()):
+            cfg, noise_aug, decode_chunk, width, height, frame_noise, request: gr.Request, progress=gr.Progress()):
         job = engine.submit_video(request_from_inputs(
             mode_label, prompt, negative, base_model, video_model, image, frames, fps, motion, seed, sampler, steps,
-            cfg, noise_aug, decode_chunk, width, height), owner=session_of(request))
+            cfg, noise_aug, decode_chunk, width, height, frame_noise), owner=session_of(request))
         saved, warnings = wait_for(engine, job, progress)
         for warning in warnings:
             gr.Warning(warning)
@@ -96,15 +101,16 @@ def build(engine) -> dict:
     def on_video_model(name, label):
         entry = next((e for e in models(manager, MODES.get(label, "text")) if e.name == name), None)
         info = card(entry) if entry else {}
-        return (info.get("frames", gr.update()), info.get("fps", gr.update()))
+        return (info.get("frames", gr.update()), info.get("fps", gr.update()),
+                info.get("frame_noise", "independent") if entry else gr.update())
 
     inputs = [mode, row.prompt, row.negative, base, video_model, image, frames, fps, motion, sampling.seed,
-              sampling.sampler, sampling.steps, sampling.cfg, noise_aug, decode_chunk, width, height]
+              sampling.sampler, sampling.steps, sampling.cfg, noise_aug, decode_chunk, width, height, frame_noise]
     outputs = [player, files, results.gallery, results.info, results.texts]
     row.generate.click(run, inputs, outputs, api_name="video", concurrency_id=GPU, concurrency_limit=1)
     mode.change(on_mode, mode, video_model, api_visibility="private")
     image.change(on_image, [image, mode], mode, api_visibility="private")
-    video_model.input(on_video_model, [video_model, mode], [frames, fps], api_visibility="private")
+    video_model.input(on_video_model, [video_model, mode], [frames, fps, frame_noise], api_visibility="private")
     wire_common(engine, row, sampling, results)
     return {"results": results, "image": image, "mode": mode,
             "fields": {"prompt": row.prompt, "negative_prompt": row.negative, "seed": sampling.seed}}
