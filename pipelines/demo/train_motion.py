@@ -51,6 +51,9 @@ CAPTION_FORM_PROBS = {"canonical": 0.4, "short": 0.4, "bare": 0.2}
 CAPTION_DROPOUT = 0.1
 NAME = "Shapes motion demo (8 frames)"
 LORA_RANK = 8
+FRAME_NOISE = "shared"    # how the Video tab starts this adapter's clips (its card's frame_noise)
+DIRECTION_NORM = 5.0      # length of the fixed direction-word embedding rows
+DIRECTION_WIDTH = 64      # the demo text encoder's hidden size
 
 
 def adapter_config() -> dict:
@@ -168,44 +171,76 @@ class MotionCaptionBank:
 
 # ----------------------------------------------------------------------------- training
 def trainable_names(adapter) -> list[str]:
-    """The adapter weights that train: the mid and up blocks' motion modules. The down blocks' stay at
-    their zero-initialised identity, so no gradient has to flow back through the encoder half of the
-    UNet (a third less compute per step on a CPU); they stay in the file so it is a standard adapter."""
-    return [n for n, _ in adapter.named_parameters() if not n.startswith("down_blocks.")]
+    """The adapter weights that train: every motion module (down, mid and up blocks)."""
+    return [n for n, _ in adapter.named_parameters()]
 
 
-def add_spatial_lora(unet) -> dict[str, torch.nn.Parameter]:
-    """A LoRA on the cross-attention keys and values of the base UNet's mid and up blocks (the video
-    path switches it on, text to image never sees it): the frozen image model gives the new motion
-    words almost no attention (a prompt's direction changed its output by 0.3-0.7%, its colour by
-    13-33%), so without it the motion modules cannot tell which way to move."""
+def spatial_lora_targets(unet) -> list[str]:
+    """Every linear and convolution layer of the base UNet (a LoCon-style LoRA).
+
+    The image model is (but for its zero padding) translation-equivariant, and AnimateDiff's motion
+    modules see one spatial position at a time: neither knows where in the frame it is. At the
+    highest noise levels, where the sampler's first steps lay out the clip, the best prediction for
+    "moving right" is the shape on the left in the first frame and on the right in the last, an
+    absolute layout. A LoRA on the convolutions can learn where it is from the padding (and on the
+    cross-attention and pooled text embedding, what the prompt's direction says); one on the
+    attention alone could not, and never moved a clip the prompted way (docs/demo-models.md)."""
+    return [n for n, m in unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+
+
+def add_spatial_lora(unet, text_encoder=None) -> dict[str, torch.nn.Parameter]:
+    """A LoRA on the base UNet, and on its text encoder when given, for video only (the video path
+    switches it on, text to image never sees it): the frozen image model commits each frame's
+    layout to its own noise, and its frozen text encoder barely tells the motion words apart
+    (measured: its output at the direction word differs 4% between "moving left" and "moving
+    right", between two colours 66%), so without it nothing tells the motion modules which way to
+    move. The text encoder's parameters are keyed "text_encoder.<name>"."""
     from peft import LoraConfig
 
-    targets = [n for n, _ in unet.named_modules()
-               if n.endswith(("attn2.to_k", "attn2.to_v")) and not n.startswith("down_blocks.")]
-    # and on the attention-pooled text embedding that is added to the timestep embedding: through
-    # it a prompt's direction reaches every resnet, and so the input of every motion module
-    targets += [n for n, m in unet.named_modules() if n.startswith("add_embedding.") and isinstance(m, torch.nn.Linear)]
-    unet.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, init_lora_weights=True,
-                                target_modules=targets), adapter_name=SPATIAL_LORA)
+    def config(targets):
+        return LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, init_lora_weights=True, target_modules=targets)
+
+    unet.add_adapter(config(spatial_lora_targets(unet)), adapter_name=SPATIAL_LORA)
     named = {n: p for n, p in unet.named_parameters() if "lora_" in n}
+    if text_encoder is not None:
+        from peft import inject_adapter_in_model  # transformers' add_adapter wants a newer peft
+
+        inject_adapter_in_model(config(["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]), text_encoder,
+                                adapter_name=SPATIAL_LORA)
+        named |= {f"text_encoder.{n}": p for n, p in text_encoder.named_parameters() if "lora_" in n}
     for p in named.values():
         p.requires_grad_(True)
     return named
 
 
-def save_spatial_lora(unet, folder: Path) -> Path:
-    """The UNet's spatial LoRA (fp16, diffusers LoRA format) as `SPATIAL_LORA_FILE` in `folder`."""
+def save_spatial_lora(unet, folder: Path, text_encoder=None) -> Path:
+    """The spatial LoRA (fp16, diffusers LoRA format: "unet." and "text_encoder." keys) as
+    `SPATIAL_LORA_FILE` in `folder`."""
     from diffusers import StableDiffusionPipeline
     from peft.utils import get_peft_model_state_dict
 
-    # PEFT's own key names (diffusers' convert_state_dict_to_diffusers would rename the pooling's
-    # q/k/v_proj to an old text-encoder layout that load_lora_adapter no longer reads)
-    state = {k: v.detach().cpu().half().clone()
-             for k, v in get_peft_model_state_dict(unet, adapter_name=SPATIAL_LORA).items()}
-    StableDiffusionPipeline.save_lora_weights(str(folder), unet_lora_layers=state, weight_name=SPATIAL_LORA_FILE,
-                                              safe_serialization=True)
+    def state(model):
+        # PEFT's own key names (diffusers' convert_state_dict_to_diffusers would rename the pooling's
+        # q/k/v_proj to an old text-encoder layout that load_lora_adapter no longer reads)
+        return {k: v.detach().cpu().half().clone()
+                for k, v in get_peft_model_state_dict(model, adapter_name=SPATIAL_LORA).items()}
+
+    StableDiffusionPipeline.save_lora_weights(
+        str(folder), unet_lora_layers=state(unet),
+        text_encoder_lora_layers=state(text_encoder) if text_encoder is not None else None,
+        weight_name=SPATIAL_LORA_FILE, safe_serialization=True)
     return Path(folder) / SPATIAL_LORA_FILE
+
+
+def without_lora(text_encoder):
+    """A copy of the text encoder with its base weights only (save_pretrained of a model with a PEFT
+    adapter would save the adapter alone)."""
+    from transformers import CLIPTextModel
+
+    copy = CLIPTextModel(text_encoder.config)
+    base = {k.replace(".base_layer", ""): v for k, v in text_encoder.state_dict().items() if "lora_" not in k}
+    copy.load_state_dict(base)
+    return copy
 
 
 def _trainables(adapter, lora: dict, te) -> tuple[list[str], list[torch.nn.Parameter]]:
@@ -259,6 +294,63 @@ def _load_ckpt(path: Path, adapter, names: list[str], params, ema, opt, device) 
     return step
 
 
+def clip_noise(shape, shared: float, gen: torch.Generator) -> torch.Tensor:
+    """Noise for (B, C, F, H, W) clips: a `shared` share of the clips get the same noise in every
+    frame (what the Video tab's "shared" frame noise samples from), the others independent noise.
+    With independent noise each frame's noise sets where the frozen image model puts the shape, and
+    the motion modules learned to join those places into a path whose way was the noise's; with the
+    same noise in every frame, only the frame's position and the prompt can tell the frames apart."""
+    noise = torch.randn(shape, generator=gen)
+    same = torch.rand(shape[0], generator=gen) < shared
+    noise[same] = noise[same][:, :, :1].expand(-1, -1, shape[2], -1, -1)
+    return noise
+
+
+def direction_embeddings(tokenizer, width: int = DIRECTION_WIDTH, norm: float = DIRECTION_NORM) -> dict[int, torch.Tensor]:
+    """Fixed embedding rows for the direction words: orthogonal, `norm` long (the other rows are
+    ~0.16). Trained, the four rows had collapsed onto one "motion" vector (cosine 0.93-0.96), and
+    the frozen text encoder's output at the word then differed 5% between "left" and "right"; with
+    these it differs 84%, so what reaches the UNet says which way."""
+    ids = []
+    for word in world.DIRECTIONS:
+        token = tokenizer(word).input_ids[1:-1]
+        if len(token) != 1:
+            raise ValueError(f"direction word {word!r} is not one token: {token}")
+        ids.append(token[0])
+    gen = torch.Generator().manual_seed(0)
+    return {i: q * norm for i, q in zip(ids, torch.linalg.qr(torch.randn(width, len(ids), generator=gen))[0].T)}
+
+
+def fix_direction_words(tokenizer, emb: torch.nn.Parameter, ema: torch.Tensor, mask: torch.Tensor, opt) -> None:
+    """Set the direction words' rows (weights and EMA) to `direction_embeddings` and keep them there:
+    no gradient, no AdamW moments left over from a resumed checkpoint."""
+    rows = direction_embeddings(tokenizer, emb.shape[1])
+    ids = list(rows)
+    with torch.no_grad():
+        for i, v in rows.items():
+            emb[i] = v.to(emb.dtype)
+            ema[i] = v.to(ema.dtype)
+    mask[ids] = 0.0
+    state = opt.state.get(emb)
+    if state:
+        state["exp_avg"][ids] = 0
+        state["exp_avg_sq"][ids] = 0
+
+
+def clip_loss(error: torch.Tensor, motion_weight: float) -> torch.Tensor:
+    """Per-clip loss of a (B, C, F, H, W) prediction error: the mean square, plus `motion_weight`
+    times the mean square of its part that changes across frames (the error minus its mean over
+    the frames; MotionDirector's appearance-debiased temporal loss). Background, colour and size
+    are the same in every frame and dominate the plain loss; which way the shape moves is ~4% of
+    it but ~28% of the part that changes (measured on the training clips), so this term is what
+    makes the prompted direction worth learning."""
+    loss = (error ** 2).mean(dim=(1, 2, 3, 4))
+    if motion_weight:
+        moving = error - error.mean(dim=2, keepdim=True)
+        loss = loss + motion_weight * (moving ** 2).mean(dim=(1, 2, 3, 4))
+    return loss
+
+
 def train(run_dir: Path, args, device) -> None:
     from diffusers import DDPMScheduler
     from ..motion_unet import build_motion_unet
@@ -270,7 +362,7 @@ def train(run_dir: Path, args, device) -> None:
     n = latents.shape[0]
     torch.manual_seed(args.seed)
     adapter = make_adapter().to(device)
-    lora = add_spatial_lora(unet)
+    lora = add_spatial_lora(unet, te)
     model = build_motion_unet(unet, adapter)
     for name, p in adapter.named_parameters():
         p.requires_grad_(name in set(trainable_names(adapter)))
@@ -294,6 +386,7 @@ def train(run_dir: Path, args, device) -> None:
     if src is not None and src.exists():
         step = _load_ckpt(src, adapter, names, params, ema, opt, device)
         print(f"[motion] resumed from {src} at step {step}", flush=True)
+    fix_direction_words(tokenizer, emb, ema[-1], mask, opt)
     fresh = [n for n, p in zip(names, params) if p not in opt.state]
     if fresh and step:
         print(f"[motion] starting {len(fresh)} tensors fresh (e.g. {fresh[0]})", flush=True)
@@ -331,7 +424,7 @@ def train(run_dir: Path, args, device) -> None:
         x0 = latents[idx].float().permute(0, 2, 1, 3, 4)          # B C F H W
         lab = labels[idx]
         ids = bank.ids[bank.index(lab, gen, CAPTION_DROPOUT).to(device)]
-        noise = torch.randn(x0.shape, generator=gen).to(device)
+        noise = clip_noise(x0.shape, args.shared_noise, gen).to(device)
         # a share of the clips at high noise, where a sample's layout, and so the motion, is decided
         t = torch.where(torch.rand(args.batch, generator=gen) < args.high_noise,
                         torch.randint(args.high_noise_from, 1000, (args.batch,), generator=gen),
@@ -344,7 +437,7 @@ def train(run_dir: Path, args, device) -> None:
             group["lr"] = lr_at(step) * scale
         cond = te(ids)[0].repeat_interleave(FRAMES, dim=0)
         pred = model(xt, t, encoder_hidden_states=cond).sample
-        loss = (weight[t] * ((pred.float() - v) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+        loss = (weight[t] * clip_loss(pred.float() - v, args.motion_loss)).mean()
         step += 1
         optimizer_step(opt, loss, params, ema, step, args.ema)
         losses.append(loss.item())
@@ -366,7 +459,7 @@ def export(run_dir: Path, adapter, unet, lora: dict, te, ema, tokenizer, step: i
     tmp = run_dir / "export.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     a = copy.deepcopy(adapter).cpu().float()
-    t = copy.deepcopy(te).cpu().float()
+    t = without_lora(te).cpu().float()
     named = dict(a.named_parameters())
     n_adapter = len(trainable_names(a))
     with torch.no_grad():
@@ -376,7 +469,7 @@ def export(run_dir: Path, adapter, unet, lora: dict, te, ema, tokenizer, step: i
         live = [p.detach().clone() for p in lora.values()]
         for p, e in zip(lora.values(), ema[n_adapter:-1]):
             p.copy_(e)
-        save_spatial_lora(unet, tmp / "motion_adapter")
+        save_spatial_lora(unet, tmp / "motion_adapter", te)
         for p, w in zip(lora.values(), live):
             p.copy_(w)
     a.half().save_pretrained(str(tmp / "motion_adapter"), safe_serialization=True)
@@ -432,7 +525,7 @@ def build_eval_pipeline(base_dir: Path, adapter_dir: Path, device, sampler: str 
     te = CLIPTextModel.from_pretrained(te_dir, dtype=torch.float32)
     tok = CLIPTokenizer.from_pretrained(tok_dir)
     adapter = MotionAdapter.from_pretrained(adapter_dir, torch_dtype=torch.float32)
-    use_spatial_lora(unet, adapter_dir, "demo")
+    use_spatial_lora(unet, adapter_dir, "demo", te)
     model = build_motion_unet(unet, adapter)
     base_sched = DDIMScheduler.from_pretrained(base_dir / "scheduler")
     pipe = AnimateDiffPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=model, motion_adapter=adapter,
@@ -442,16 +535,21 @@ def build_eval_pipeline(base_dir: Path, adapter_dir: Path, device, sampler: str 
 
 @torch.no_grad()
 def evaluate(pipe, seeds: list[int], steps: int = 20, cfg: float = 4.0, frames: int = FRAMES,
-             prompts: list[tuple[str, str, str]] | None = None, batch: int = 32, device="cpu") -> dict:
+             prompts: list[tuple[str, str, str]] | None = None, batch: int = 32, device="cpu",
+             frame_noise: str = FRAME_NOISE) -> dict:
     prompts = prompts or eval_prompts()
     jobs = [(c, s, d, seed) for (c, s, d) in prompts for seed in seeds]
     res = []
     for i in range(0, len(jobs), batch):
         chunk = jobs[i:i + batch]
         gens = [torch.Generator("cpu").manual_seed(seed) for *_, seed in chunk]
+        latents = None
+        if frame_noise == "shared":  # as the Video tab starts a clip (pipelines.video.shared_noise)
+            latents = torch.cat([torch.randn(1, 4, 1, 16, 16, generator=g).expand(-1, -1, frames, -1, -1)
+                                 for g in gens]).contiguous().to(device)
         out = pipe(prompt=[world.motion_caption(c, s, d) for c, s, d, _ in chunk], num_frames=frames,
                    height=64, width=64, num_inference_steps=steps, guidance_scale=cfg, generator=gens,
-                   output_type="np").frames
+                   latents=latents, output_type="np").frames
         for (c, s, d, _), clip in zip(chunk, out):
             res.append(motion_verdict(np.asarray(clip), c, s, d))
     n = len(res)
@@ -459,7 +557,7 @@ def evaluate(pipe, seeds: list[int], steps: int = 20, cfg: float = 4.0, frames: 
             "first": sum(r["first"] for r in res) / n, "last": sum(r["last"] for r in res) / n,
             "both": sum(r["direction"] and r["hold"] for r in res) / n,
             "mean_travel_px": float(np.mean([r["travel"] for r in res])), "n": n,
-            "steps": steps, "cfg": cfg, "frames": frames}
+            "steps": steps, "cfg": cfg, "frames": frames, "frame_noise": frame_noise}
 
 
 @torch.no_grad()
@@ -498,6 +596,7 @@ def publish(run_dir: Path, metrics: dict | None) -> None:
     shutil.copytree(src / "motion_adapter", tmp)
     studio = {"name": NAME, "task": "video", "kind": "motion_adapter", "base": "shapes-sd",
               "sampler": "UniPC", "steps": 20, "cfg_scale": 4.0, "frames": FRAMES, "fps": 8,
+              "frame_noise": FRAME_NOISE,
               "width": 64, "height": 64, "trained_steps": step,
               "description": "demo motion adapter trained on moving shapes "
                              "(prompts like 'a red circle moving right')"}
@@ -536,12 +635,17 @@ def main(argv=None) -> None:
     ap.add_argument("--high-noise", type=float, default=0.5, help="share of clips drawn at t >= --high-noise-from")
     ap.add_argument("--high-noise-from", type=int, default=400)
     ap.add_argument("--snr-gamma", type=float, default=5.0, help="min-SNR-γ loss weighting; 0: plain v loss")
+    ap.add_argument("--motion-loss", type=float, default=4.0,
+                    help="weight of the loss on the part of the error that changes across frames (0: off)")
+    ap.add_argument("--shared-noise", type=float, default=0.7,
+                    help="share of clips noised with the same noise in every frame")
     ap.add_argument("--ckpt-every", type=int, default=1000)
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--eval-seeds", type=int, default=2, help="seeds per prompt (84 prompts)")
     ap.add_argument("--eval-prompts", type=int, default=None, help="fewer than the 84 prompts (smoke runs)")
     ap.add_argument("--eval-steps", type=int, default=20)
     ap.add_argument("--eval-cfg", type=float, default=4.0)
+    ap.add_argument("--eval-frame-noise", choices=["shared", "independent"], default=FRAME_NOISE)
     ap.add_argument("--stage", choices=["all", "train", "evaluate"], default="all")
     ap.add_argument("--publish", action="store_true", help="after evaluating, publish to assets/")
     args = ap.parse_args(argv)
@@ -560,7 +664,7 @@ def main(argv=None) -> None:
         pipe = build_eval_pipeline(args.base, run_dir / "export" / "motion_adapter", device)
         seeds = list(range(10_000, 10_000 + args.eval_seeds))   # held out: never used for training clips
         metrics = evaluate(pipe, seeds, args.eval_steps, args.eval_cfg,
-                           prompts=eval_prompts(args.eval_prompts), device=device)
+                           prompts=eval_prompts(args.eval_prompts), device=device, frame_noise=args.eval_frame_noise)
         metrics["trained_steps"] = json.loads((run_dir / "export" / "train_step.json").read_text())["step"]
         metrics["first_step_travel_px"] = first_step_travel(pipe, cfg=args.eval_cfg)
         print(f"[motion] eval {metrics} in {time.time() - t0:.0f}s", flush=True)
