@@ -181,7 +181,7 @@ def save_tiny_lora(path: Path, seed: int, cross_attention_dim: int = 32, text_en
     downloads use) for the tiny SD UNet and text encoder; another `cross_attention_dim` makes one for a
     different model family."""
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-    from peft import LoraConfig
+    from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import get_peft_model_state_dict
 
     components = tiny_sd_components()
@@ -191,7 +191,9 @@ def save_tiny_lora(path: Path, seed: int, cross_attention_dim: int = 32, text_en
     unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     text = components["text_encoder"]
     if text_encoder:
-        text.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]))
+        # peft's own injection: transformers' add_adapter asks for a newer peft than the registry has
+        inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]),
+                                text)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for model in (unet, text) if text_encoder else (unet,):
