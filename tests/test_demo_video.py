@@ -4,10 +4,12 @@ docs/demo-models.md; the threshold sits below them with margin for a 16-clip sam
 
 Not tested here because it does not hold yet: that the shape moves the prompted way in most seeds
 (issue #7). The committed adapter (771 steps on a shared CPU thread) gets the direction right in
-3 of these 16 clips, chance level; so did the training states at step 2542 and 7151 (spatial LoRA,
-longer travel; not shipped). `python -m pipelines.demo.train_motion --stage evaluate` measures it,
-and its `first_step_travel_px` shows why (docs/demo-models.md). A test for it belongs here once a
-longer run (`--resume`) learns it."""
+3 of these 16 clips, chance level; so did the training states at steps 2542 and 7151, and step
+10521 (not shipped) gets 25-31% on 32 held-out clips. `python -m pipelines.demo.train_motion --stage evaluate` measures it; its
+`sensitivity` shows how much of the prompt's direction reaches the motion modules (~1% until step
+9400, when the direction words' collapsed embeddings were replaced by fixed orthogonal ones; 6-7%
+since) and docs/demo-models.md gives every measurement. A test for it belongs here once a longer
+run (`--resume`) learns it."""
 
 from __future__ import annotations
 
