@@ -145,50 +145,55 @@ def use_spatial_lora(unet, adapter_dir: Path | None, adapter_name: str, text_enc
     """Switch on the spatial LoRA that the motion adapter in `adapter_dir` brings (loaded into `unet`,
     and into `text_encoder` where it has text-encoder layers, once) and every other LoRA off; without
     one, every LoRA off. True when one is on."""
+    path = Path(adapter_dir) / SPATIAL_LORA_FILE if adapter_dir is not None else None
+    name = "motion_" + re.sub(r"\W", "_", adapter_name) if path is not None and path.is_file() else None
+    if name and name not in (getattr(unet, "peft_config", None) or {}):
+        _load_spatial_lora(unet, text_encoder, path, name, adapter_name)
+    if name:
+        unet.enable_lora()
+        unet.set_adapters([name], weights=[1.0])
+    elif getattr(unet, "peft_config", None):
+        unet.disable_lora()
+    _switch_text_encoder_lora(text_encoder, name)
+    return name is not None
+
+
+def _switch_text_encoder_lora(text_encoder, name: str | None) -> None:
+    """Only `name` on in the text encoder; every LoRA off when it has no layers of that name."""
     from diffusers.utils.peft_utils import set_adapter_layers, set_weights_and_activate_adapters
 
-    path = Path(adapter_dir) / SPATIAL_LORA_FILE if adapter_dir is not None else None
-    encoder = text_encoder if getattr(text_encoder, "peft_config", None) else None
-    if path is None or not path.is_file():
-        if getattr(unet, "peft_config", None):
-            unet.disable_lora()
-        if encoder is not None:
-            set_adapter_layers(encoder, enabled=False)
-        return False
-    name = "motion_" + re.sub(r"\W", "_", adapter_name)
-    if name not in (getattr(unet, "peft_config", None) or {}):
-        _load_spatial_lora(unet, text_encoder, path, name, adapter_name)
-    unet.enable_lora()
-    unet.set_adapters([name], weights=[1.0])
-    if text_encoder is not None and getattr(text_encoder, "peft_config", None):
-        set_adapter_layers(text_encoder, enabled=True)
-        if name in text_encoder.peft_config:
-            set_weights_and_activate_adapters(text_encoder, [name], [1.0])
-        else:  # an adapter without text-encoder layers: the encoder's other LoRAs stay off
-            set_adapter_layers(text_encoder, enabled=False)
-    return True
+    loaded = getattr(text_encoder, "peft_config", None)
+    if not loaded:
+        return
+    set_adapter_layers(text_encoder, enabled=name in loaded)
+    if name in loaded:
+        set_weights_and_activate_adapters(text_encoder, [name], [1.0])
 
 
 def _load_spatial_lora(unet, text_encoder, path: Path, name: str, adapter_name: str) -> None:
+    """Load the file once into the UNet (and text encoder); all or nothing, so a failure never leaves
+    half a LoRA to run with."""
     from safetensors.torch import load_file
 
     from pipelines.models import check_safetensors
 
     keys = check_safetensors(path)
-    unet_keys = [key for key in keys if not key.startswith("text_encoder.")]
-    _check_lora_targets(unet, unet_keys, adapter_name)
-    text_keys = [key for key in keys if key.startswith("text_encoder.")]
-    if text_keys and text_encoder is None:
+    _check_lora_targets(unet, [key for key in keys if not key.startswith("text_encoder.")], adapter_name)
+    state = load_file(str(path))
+    text_state = {key: value for key, value in state.items() if key.startswith("text_encoder.")}
+    if text_state and text_encoder is None:
         raise StudioError(f"The spatial LoRA of motion adapter '{adapter_name}' has text-encoder layers, "
                           f"but the base model has no text encoder to put them in.")
     try:
-        unet.load_lora_adapter(str(path), prefix="unet", adapter_name=name)
-        if text_keys:
+        unet.load_lora_adapter({key: value for key, value in state.items() if key not in text_state},
+                               prefix="unet", adapter_name=name)
+        if text_state:
             from diffusers import StableDiffusionPipeline
 
-            state = {key: value for key, value in load_file(str(path)).items() if key.startswith("text_encoder.")}
-            StableDiffusionPipeline.load_lora_into_text_encoder(state, None, text_encoder, adapter_name=name)
+            StableDiffusionPipeline.load_lora_into_text_encoder(text_state, None, text_encoder, adapter_name=name)
     except (ValueError, KeyError, RuntimeError, TypeError) as error:
+        if name in (getattr(unet, "peft_config", None) or {}):
+            unet.delete_adapters([name])
         raise StudioError(f"The spatial LoRA of motion adapter '{adapter_name}' does not fit the base "
                           f"model ({str(error)[:200]}).") from None
 

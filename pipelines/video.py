@@ -328,7 +328,8 @@ def run(manager: ModelManager, request: VideoRequest, progress) -> VideoResult:
         args = dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None, num_frames=s.frames,
                     height=s.height, width=s.width, num_inference_steps=s.steps, guidance_scale=s.cfg_scale,
                     generator=generator, output_type="np", callback_on_step_end=on_step, decode_chunk_size=chunk,
-                    latents=shared_noise(pipe, s, generator) if s.frame_noise == "shared" else None)
+                    latents=shared_noise(pipe, s.frames, s.height, s.width, generator)
+                    if s.frame_noise == "shared" else None)
     else:
         pipe = image_pipeline(manager, s.entry)
         image = s.image.resize((s.width, s.height), Image.LANCZOS)
@@ -347,13 +348,13 @@ def run(manager: ModelManager, request: VideoRequest, progress) -> VideoResult:
     return VideoResult([GeneratedVideo(clip, s.fps, s.seed, parameters, info)], warnings)
 
 
-def shared_noise(pipe, s: Settings, generator: torch.Generator) -> torch.Tensor:
+def shared_noise(pipe, frames: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
     """The starting latents of a clip whose frames all start from the same noise (seeded like the
     image tabs: on the CPU, so a seed gives the same clip on any device)."""
     factor = pipe.vae_scale_factor
-    shape = (1, pipe.unet.config.in_channels, 1, s.height // factor, s.width // factor)
+    shape = (1, pipe.unet.config.in_channels, 1, height // factor, width // factor)
     noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-    return noise.expand(-1, -1, s.frames, -1, -1).contiguous().to(pipe.unet.device, pipe.unet.dtype)
+    return noise.expand(-1, -1, frames, -1, -1).contiguous().to(pipe.unet.device, pipe.unet.dtype)
 
 
 def describe(request: VideoRequest, s: Settings) -> tuple[str, dict]:

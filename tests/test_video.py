@@ -242,6 +242,23 @@ def test_a_spatial_lora_for_another_base_is_a_clear_error(video_engine, video_di
         run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/foreign-lora-adapter")
 
 
+def test_a_spatial_lora_whose_text_layers_do_not_fit_is_refused_every_time(video_engine, video_dir):
+    """The UNet part loads before the text-encoder part; when the latter fails, the UNet must not keep
+    its half, or the next clip would run with half a LoRA instead of the same clear error."""
+    from safetensors.torch import load_file, save_file
+
+    folder = save_tiny_motion_adapter(video_dir / "motion" / "bad-text-lora-adapter")
+    path = save_tiny_spatial_lora(folder, video_dir / "tiny-sd")
+    tensors = load_file(str(path))
+    key = next(k for k in tensors if k.startswith("text_encoder.") and "lora_A" in k)
+    tensors[key] = torch.zeros(tensors[key].shape[0], tensors[key].shape[1] + 3)
+    save_file(tensors, str(path))
+    for _ in range(2):
+        with pytest.raises(StudioError, match="bad-text-lora-adapter.*does not fit"):
+            run_tab(video_engine, prompt="a red circle", base_model="tiny-sd",
+                    video_model="motion/bad-text-lora-adapter")
+
+
 def test_video_models_are_listed_only_for_the_video_tab(video_engine):
     catalog = video_engine.manager.catalog
     assert "tiny-svd" not in catalog.names("text2image") and "tiny-svd" in catalog.names("video")

@@ -55,7 +55,6 @@ NAME = "Shapes motion demo (8 frames)"
 LORA_RANK = 8
 FRAME_NOISE = "independent"  # how the Video tab starts this adapter's clips (its card's frame_noise)
 DIRECTION_NORM = 5.0      # length of the fixed direction-word embedding rows
-DIRECTION_WIDTH = 64      # the demo text encoder's hidden size
 
 
 def adapter_config() -> dict:
@@ -308,7 +307,7 @@ def clip_noise(shape, shared: float, gen: torch.Generator) -> torch.Tensor:
     return noise
 
 
-def direction_embeddings(tokenizer, width: int = DIRECTION_WIDTH, norm: float = DIRECTION_NORM) -> dict[int, torch.Tensor]:
+def direction_embeddings(tokenizer, width: int, norm: float = DIRECTION_NORM) -> dict[int, torch.Tensor]:
     """Fixed embedding rows for the direction words: orthogonal, `norm` long (the other rows are
     ~0.16). Trained, the four rows had collapsed onto one "motion" vector (cosine 0.93-0.96), and
     the frozen text encoder's output at the word then differed 5% between "left" and "right"; with
@@ -366,8 +365,7 @@ def train(run_dir: Path, args, device) -> None:
     adapter = make_adapter().to(device)
     lora = add_spatial_lora(unet, te)
     model = build_motion_unet(unet, adapter)
-    for name, p in adapter.named_parameters():
-        p.requires_grad_(name in set(trainable_names(adapter)))
+    adapter.requires_grad_(True)  # every motion module trains (trainable_names)
     emb = te.get_input_embeddings().weight
     emb.requires_grad_(True)
     mask = torch.zeros(emb.shape[0], 1, device=device)
@@ -546,9 +544,9 @@ def evaluate(pipe, seeds: list[int], steps: int = 20, cfg: float = 4.0, frames: 
         chunk = jobs[i:i + batch]
         gens = [torch.Generator("cpu").manual_seed(seed) for *_, seed in chunk]
         latents = None
-        if frame_noise == "shared":  # as the Video tab starts a clip (pipelines.video.shared_noise)
-            latents = torch.cat([torch.randn(1, 4, 1, 16, 16, generator=g).expand(-1, -1, frames, -1, -1)
-                                 for g in gens]).contiguous().to(device)
+        if frame_noise == "shared":  # as the Video tab starts a clip
+            from ..video import shared_noise
+            latents = torch.cat([shared_noise(pipe, frames, 64, 64, g) for g in gens])
         out = pipe(prompt=[world.motion_caption(c, s, d) for c, s, d, _ in chunk], num_frames=frames,
                    height=64, width=64, num_inference_steps=steps, guidance_scale=cfg, generator=gens,
                    latents=latents, output_type="np").frames
