@@ -74,6 +74,34 @@ def test_motion_unet_shares_the_base_weights_and_starts_as_the_image_model():
     assert torch.allclose(motion.permute(0, 2, 1, 3, 4).reshape(8, 4, 16, 16), per_frame, atol=1e-4)
 
 
+def test_direction_probes_read_every_motion_module_and_train_the_layers_below():
+    """The training-only probes (train_motion.DirectionProbes) see each motion module's input, one
+    head per module, and their loss reaches the spatial LoRA under the modules: that is what makes
+    the direction plain to them."""
+    from diffusers import UNet2DConditionModel
+
+    from pipelines.demo.train_motion import DirectionProbes, add_spatial_lora, make_adapter
+    from pipelines.motion_unet import build_motion_unet
+
+    unet = UNet2DConditionModel.from_pretrained(f"{DEMO}/unet", torch_dtype=torch.float32).requires_grad_(False)
+    lora = add_spatial_lora(unet)
+    adapter = make_adapter()
+    model = build_motion_unet(unet, adapter)
+    probes = DirectionProbes(model, 4)
+    modules = [m for m in adapter.modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+    assert len(probes.heads) == len(modules) == 10  # down 3, mid 1, up 6 (the demo UNet's layout)
+    frames, x = 4, torch.randn(2, 4, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(2, 16, 64, generator=torch.Generator().manual_seed(1)).repeat_interleave(frames, 0)
+    model(x, torch.tensor([999, 900]), encoder_hidden_states=text)
+    assert probes.loss(torch.tensor([0, 3]), torch.tensor([False, False])).item() == 0.0  # no caption said it
+    model(x, torch.tensor([999, 900]), encoder_hidden_states=text)
+    loss = probes.loss(torch.tensor([0, 3]), torch.tensor([True, False]))
+    assert torch.isfinite(loss) and loss.item() > 0 and probes.seen == {}
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora.values())
+    assert all(h.weight.grad is not None for h in probes.heads)
+
+
 def test_text_to_video_with_a_tiny_adapter_on_a_non_demo_base(video_engine):
     saved, _ = run_tab(video_engine, prompt="a red circle", base_model="tiny-sd", video_model="motion/tiny-adapter",
                        frames=5, fps=6)
