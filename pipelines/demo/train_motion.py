@@ -705,9 +705,9 @@ def main(argv=None) -> None:
     ap.add_argument("--snr-gamma", type=float, default=0.0, help="min-SNR-γ loss weighting; 0: plain v loss")
     ap.add_argument("--motion-loss", type=float, default=4.0,
                     help="weight of the loss on the part of the error that changes across frames (0: off)")
-    ap.add_argument("--shared-noise", type=float, default=0.7,
+    ap.add_argument("--shared-noise", type=float, default=0.0,
                     help="share of clips noised with the same noise in every frame")
-    ap.add_argument("--direction-probe", type=float, default=0.0,
+    ap.add_argument("--direction-probe", type=float, default=1.0,
                     help="weight of the DirectionProbes loss (0: none)")
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--log-every", type=int, default=100)
