@@ -47,3 +47,19 @@ def test_demo_motion_moves_the_prompted_way(verdicts):
     direction = np.mean([v["direction"] for v in verdicts])
     wrong = [(p, round(v["travel"], 1)) for p, v in zip(PROMPTS, verdicts) if not v["direction"]]
     assert direction >= DIRECTION_MIN, f"moved the prompted way in {direction:.0%} of clips; not: {wrong}"
+
+
+def test_training_diagnostics_see_the_published_adapters_direction():
+    """train_motion's diagnostics on the published adapter: at the sampler's first step the predicted
+    clean clip already moves the red circle the prompted way, and the direction word changes what
+    the motion modules see (both were flat, 1-4 px and ~1%, while the adapter ignored the prompt)."""
+    from pipelines.demo.train_motion import ASSET_DIR, BASE_DIR, build_eval_pipeline, direction_sensitivity, \
+        first_step_travel
+
+    pipe = build_eval_pipeline(BASE_DIR, ASSET_DIR, "cpu")
+    travel = first_step_travel(pipe, n=4, cfg=1.0)
+    for direction, (ex, ey) in world.DIRECTIONS.items():
+        dx, dy = travel[direction]
+        assert dx * ex + dy * ey > 10 > abs(dx * ey) + abs(dy * ex), f"{direction}: {travel[direction]}"
+    sensitivity = direction_sensitivity(pipe)
+    assert sensitivity["direction"]["motion_input"] > 0.2, sensitivity
