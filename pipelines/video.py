@@ -172,6 +172,11 @@ def _check_mode(entry: ModelEntry, mode: str) -> ModelEntry:
     return entry
 
 
+def card_frame_noise(info: dict) -> str:
+    """The frame noise a motion adapter's card (`card(entry)`) asks for; independent when it says none."""
+    return info.get("frame_noise", FRAME_NOISES[0])
+
+
 def card(entry: ModelEntry) -> dict:
     """The studio.json beside a demo/local video model (frames, fps…), {} when none."""
     path = Path(entry.location) / "studio.json"
@@ -195,7 +200,7 @@ class Settings:
     height: int
     seed: int
     image: Image.Image | None
-    frame_noise: str = "independent"
+    frame_noise: str = FRAME_NOISES[0]
 
 
 def resolve_settings(manager: ModelManager, request: VideoRequest) -> Settings:
@@ -223,7 +228,7 @@ def resolve_settings(manager: ModelManager, request: VideoRequest) -> Settings:
                  steps=int(request.steps if request.steps is not None else info.get("steps", defaults.steps)),
                  cfg_scale=float(request.cfg_scale if request.cfg_scale is not None else info.get("cfg_scale", defaults.cfg_scale)),
                  width=int(width), height=int(height), seed=resolve_seed(request.seed), image=image,
-                 frame_noise=request.frame_noise or info.get("frame_noise", "independent"))
+                 frame_noise=request.frame_noise or card_frame_noise(info))
     validate(request, s)
     return s
 

@@ -80,6 +80,8 @@ def test_direction_probes_read_every_motion_module_and_train_the_layers_below():
     the direction plain to them."""
     from diffusers import UNet2DConditionModel
 
+    from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+
     from pipelines.demo.train_motion import DirectionProbes, add_spatial_lora, make_adapter
     from pipelines.motion_unet import build_motion_unet
 
@@ -88,7 +90,7 @@ def test_direction_probes_read_every_motion_module_and_train_the_layers_below():
     adapter = make_adapter()
     model = build_motion_unet(unet, adapter)
     probes = DirectionProbes(model, 4)
-    modules = [m for m in adapter.modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+    modules = [m for m in adapter.modules() if isinstance(m, AnimateDiffTransformer3D)]
     assert len(probes.heads) == len(modules) == 10  # down 3, mid 1, up 6 (the demo UNet's layout)
     frames, x = 4, torch.randn(2, 4, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     text = torch.randn(2, 16, 64, generator=torch.Generator().manual_seed(1)).repeat_interleave(frames, 0)

@@ -12,9 +12,11 @@ zero, so step 0 is exactly the image model), a spatial LoRA on the base UNet and
 the existing ids: every existing prompt keeps its exact embedding); the direction words' rows are
 fixed and orthogonal. Captions: "a red circle moving right", with and without "on a blue
 background", 10% empty (for classifier-free guidance). Clips: 8 frames of one shape moving 28-44 px
-in a straight line, encoded once by the demo VAE, 70% noised with the same noise in every frame.
-v-prediction on the base model's cosine schedule, plain v loss plus a loss on the part of the error
-that changes across frames, EMA weights, resumable checkpoints.
+in a straight line, encoded once by the demo VAE (--shared-noise: a share noised with the same
+noise in every frame; 0 by default). v-prediction on the base model's cosine schedule, plain v loss
+plus a loss on the part of the error that changes across frames, plus (training only) the loss of
+linear probes that read the prompted direction from every motion module's input (DirectionProbes),
+EMA weights, resumable checkpoints.
 Evaluation: for "a {color} {shape} moving {direction}" on held-out seeds, the judge's centroid of
 the shape must move the prompted way from the first to the last frame, and the shape's colour
 and shape must be judged right in the first and the last frame.
@@ -41,6 +43,7 @@ from .tokenizer import MOTION_WORDS, build_tokenizer, check_tokenizer
 from .train import (atomic_json, atomic_save, decode_to_uint8, optimizer_step, pick_device, scheduler_config,
                     to_tensor)
 from ..motion_unet import SPATIAL_LORA, SPATIAL_LORA_FILE
+from ..video import FRAME_NOISES, shared_noise
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_DIR = ROOT / "assets" / "models" / "shapes-sd"
@@ -55,6 +58,7 @@ NAME = "Shapes motion demo (8 frames)"
 LORA_RANK = 8
 FRAME_NOISE = "independent"  # how the Video tab starts this adapter's clips (its card's frame_noise)
 DIRECTION_NORM = 5.0      # length of the fixed direction-word embedding rows
+PROBE_LR = 1e-2           # DirectionProbes' own Adam (linear heads: they keep up with the features they read)
 
 
 def adapter_config() -> dict:
@@ -365,8 +369,10 @@ class DirectionProbes(torch.nn.Module):
     do, and they are not part of the adapter."""
 
     def __init__(self, model, n_directions: int):
+        from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+
         super().__init__()
-        modules = [m for m in model.modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+        modules = [m for m in model.modules() if isinstance(m, AnimateDiffTransformer3D)]
         self.heads = torch.nn.ModuleList(torch.nn.Linear(m.in_channels, n_directions) for m in modules)
         self.seen: dict[int, torch.Tensor] = {}
         self.hooks = [m.register_forward_pre_hook(lambda _m, args, i=i: self.seen.__setitem__(i, args[0]))
@@ -432,7 +438,7 @@ def train(run_dir: Path, args, device) -> None:
     weight = torch.clamp(snr, max=args.snr_gamma) / (snr + 1) if args.snr_gamma > 0 else torch.ones_like(snr)
     bank = MotionCaptionBank(tokenizer, device)
     probes = DirectionProbes(model, len(world.DIRECTIONS)).to(device) if args.direction_probe else None
-    probe_opt = torch.optim.Adam(probes.parameters(), lr=1e-2) if probes is not None else None
+    probe_opt = torch.optim.Adam(probes.parameters(), lr=PROBE_LR) if probes is not None else None
     gen = torch.Generator().manual_seed(args.seed * 1000 + step)
     t0, losses, probe_losses = time.time(), [], []
     budget = args.minutes * 60 if args.minutes else None
@@ -589,7 +595,6 @@ def evaluate(pipe, seeds: list[int], steps: int = 20, cfg: float = 4.0, frames: 
         gens = [torch.Generator("cpu").manual_seed(seed) for *_, seed in chunk]
         latents = None
         if frame_noise == "shared":  # as the Video tab starts a clip
-            from ..video import shared_noise
             latents = torch.cat([shared_noise(pipe, frames, 64, 64, g) for g in gens])
         out = pipe(prompt=[world.motion_caption(c, s, d) for c, s, d, _ in chunk], num_frames=frames,
                    height=64, width=64, num_inference_steps=steps, guidance_scale=cfg, generator=gens,
@@ -715,7 +720,7 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-prompts", type=int, default=None, help="fewer than the 84 prompts (smoke runs)")
     ap.add_argument("--eval-steps", type=int, default=20)
     ap.add_argument("--eval-cfg", type=float, default=4.0)
-    ap.add_argument("--eval-frame-noise", choices=["shared", "independent"], default=FRAME_NOISE)
+    ap.add_argument("--eval-frame-noise", choices=FRAME_NOISES, default=FRAME_NOISE)
     ap.add_argument("--stage", choices=["all", "train", "evaluate"], default="all")
     ap.add_argument("--publish", action="store_true", help="after evaluating, publish to assets/")
     args = ap.parse_args(argv)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines.video import (FRAME_NOISES, MAX_FPS, MAX_FRAMES, MAX_MOTION_BUCKET, MIN_FPS, MIN_FRAMES, VideoRequest,
-                             card, model_names, models)
+                             card, card_frame_noise, model_names, models)
 from studio.jobs_ui import session_of, wait_for
 from studio.widgets import GPU, as_int, model_picker, prompt_row, results_panel, sampling_controls, wire_common
 
@@ -56,7 +56,7 @@ def build(engine) -> dict:
                 with gr.Accordion("Video options", open=False):
                     noise_aug = gr.Slider(0, 1, step=0.01, value=0.02, label="Noise augmentation (image → video)",
                                           elem_id="video_noise_aug")
-                    frame_noise = gr.Radio(list(FRAME_NOISES), value=first_card.get("frame_noise", "independent"),
+                    frame_noise = gr.Radio(list(FRAME_NOISES), value=card_frame_noise(first_card),
                                            label="Frame noise (text → video)",
                                            info="shared: every frame starts from the same noise; the motion adapter's "
                                                 "card sets what it was trained for", elem_id="video_frame_noise")
@@ -102,7 +102,7 @@ def build(engine) -> dict:
         entry = next((e for e in models(manager, MODES.get(label, "text")) if e.name == name), None)
         info = card(entry) if entry else {}
         return (info.get("frames", gr.update()), info.get("fps", gr.update()),
-                info.get("frame_noise", "independent") if entry else gr.update())
+                card_frame_noise(info) if entry else gr.update())
 
     inputs = [mode, row.prompt, row.negative, base, video_model, image, frames, fps, motion, sampling.seed,
               sampling.sampler, sampling.steps, sampling.cfg, noise_aug, decode_chunk, width, height, frame_noise]
